@@ -1,0 +1,1 @@
+"""Pruning methods: scores before training (``init``) and one-shot after training (``oneshot``)."""
