@@ -23,15 +23,17 @@ def safe_torch_load(path: str | Path, what: str = "checkpoint") -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        detail = str(exc)
+        if "Unsupported global" in detail:
+            global_name = detail.split("Unsupported global:")[-1].strip().split()[:3]
             raise CheckpointError(
-                f"{what} {path} holds pickled objects other than tensors and is refused "
-                f"for safety ({first[:160]}); if it is a WoodFisher/CBS checkpoint, import it "
-                "with prunekit.checkpoints.load_foreign_checkpoint"
+                f"{what} {path} holds pickled objects other than tensors "
+                f"({' '.join(global_name)[:120]}) and is refused for safety; if it is a "
+                "WoodFisher/CBS checkpoint, import it with "
+                "prunekit.checkpoints.load_foreign_checkpoint"
             ) from None
         raise CheckpointError(
-            f"{what} {path} is corrupt or not a torch file ({first[:160]})"
+            f"{what} {path} is corrupt or not a torch file (unreadable pickle data)"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
