@@ -1,0 +1,66 @@
+"""Run folders: each run writes its resolved configuration, seed and versions beside its results."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import prunekit
+from prunekit.utils.files import atomic_write_text
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that decide a run's numbers."""
+    return {
+        "prunekit": prunekit.__version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cuda": torch.version.cuda or "none",
+    }
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, paths and tuples turned into plain JSON values."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return repr(value)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(to_jsonable(data), indent=2) + "\n")
+
+
+def prepare_run_folder(run_dir: str | Path, command: str, config: Any, seed: int | None) -> Path:
+    """Create ``run_dir`` and write ``config.json`` (resolved config, seed, versions, time)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(
+        run_dir / "config.json",
+        {
+            "command": command,
+            "config": config,
+            "seed": seed,
+            "versions": library_versions(),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "argv": sys.argv,
+        },
+    )
+    return run_dir
