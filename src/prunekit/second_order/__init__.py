@@ -1,0 +1,63 @@
+"""Second-order machinery as pure tensor algebra: per-sample gradients, the factored
+block-diagonal empirical Fisher, OBS/WoodFisher, CBS-S (selection) and CBS-U (update).
+
+Conventions: ``w`` is a flat tensor of the d prunable weights, ``G`` an (m, d) matrix of
+per-sample gradients, ``removed`` a bool tensor of length d with True = removed.
+"""
+
+from prunekit.second_order.cbs_select import (
+    PassRecord,
+    SwapSearchResult,
+    SwapState,
+    cbs_select,
+    magnitude_start,
+    random_magnitude_mask,
+    rmp_start,
+    swap_pass,
+)
+from prunekit.second_order.cbs_update import cbs_update, choose_solver
+from prunekit.second_order.fisher import (
+    EmpiricalFisher,
+    chunk_blocks,
+    estimate_bytes,
+    layer_blocks,
+    one_block,
+)
+from prunekit.second_order.gradients import (
+    gradients_from_batches,
+    minibatch_gradients,
+    per_sample_gradients,
+)
+from prunekit.second_order.obs import (
+    WeightUpdate,
+    lowest_k_mask,
+    obs_saliency,
+    woodfisher_select,
+    woodfisher_update,
+)
+
+__all__ = [
+    "EmpiricalFisher",
+    "PassRecord",
+    "SwapSearchResult",
+    "SwapState",
+    "WeightUpdate",
+    "cbs_select",
+    "cbs_update",
+    "choose_solver",
+    "chunk_blocks",
+    "estimate_bytes",
+    "gradients_from_batches",
+    "layer_blocks",
+    "lowest_k_mask",
+    "magnitude_start",
+    "minibatch_gradients",
+    "obs_saliency",
+    "one_block",
+    "per_sample_gradients",
+    "random_magnitude_mask",
+    "rmp_start",
+    "swap_pass",
+    "woodfisher_select",
+    "woodfisher_update",
+]

@@ -1,0 +1,386 @@
+"""Factored, block-diagonal empirical Fisher: F = λI + GᵀG/m, never formed as d×d.
+
+``G`` is the (m, d) matrix of per-sample (or per-mini-batch) gradients, ``λ`` the
+dampening. F is block diagonal: entries between different blocks are zero. Blocks are
+contiguous index ranges ``(start, end)`` that cover ``[0, d)`` in order.
+
+Per block (B weights, gradients G_b of shape (m, B)) the inverse is, with c = mλ,
+
+    F_b⁻¹ = (1/λ) [I − G_bᵀ (cI + G_b G_bᵀ)⁻¹ G_b]                       (Woodbury)
+
+which needs one m×m Cholesky factor L (L Lᵀ = cI + G_b G_bᵀ). With Z = L⁻¹ G_b,
+F_b⁻¹ = (1/λ)(I − ZᵀZ), so diag(F_b⁻¹) = (1 − Σ_rows Z²)/λ. When B ≤ m the explicit
+B×B inverse is cheaper and is used instead; the choice is made per block.
+
+Precision: the Woodbury diagonal is a difference 1 − ‖z_q‖² that cancels for weights
+whose gradients the samples span well and for a small λ. In float32 that leaves only
+a few correct digits there; use ``dtype=torch.float64`` when it matters. Computed
+diagonals are clamped to their exact bounds 1/(λ + F_qq) ≤ [F⁻¹]_qq ≤ 1/λ, so they
+stay positive.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from prunekit.errors import ConfigError, ResourceError
+
+Block = tuple[int, int]
+Method = Literal["woodbury", "explicit"]
+
+# Columns of Z = L⁻¹ G_b computed at a time, which bounds temporary memory to m × this.
+_COLUMN_CHUNK = 4096
+# Default share of the currently available memory that the factors may use.
+DEFAULT_MEMORY_FRACTION = 0.8
+
+
+def one_block(d: int) -> list[Block]:
+    """A single block over all ``d`` weights (the full Fisher)."""
+    if d <= 0:
+        raise ConfigError(f"need at least one weight, got d={d}")
+    return [(0, d)]
+
+
+def layer_blocks(sizes: Sequence[int]) -> list[Block]:
+    """One block per layer; ``sizes`` are the layers' prunable weight counts, in order."""
+    return chunk_blocks(sizes, block_size=None)
+
+
+def chunk_blocks(sizes: Sequence[int], block_size: int | None) -> list[Block]:
+    """Cut each layer into contiguous chunks of ``block_size`` weights (the last chunk of
+    a layer may be smaller); chunks never straddle two layers. ``None``: one per layer."""
+    if block_size is not None and block_size <= 0:
+        raise ConfigError(f"block_size must be positive, got {block_size}")
+    blocks: list[Block] = []
+    start = 0
+    for size in sizes:
+        if size <= 0:
+            raise ConfigError(f"layer sizes must be positive, got {size}")
+        step = size if block_size is None else block_size
+        for offset in range(0, size, step):
+            blocks.append((start + offset, start + min(offset + step, size)))
+        start += size
+    if not blocks:
+        raise ConfigError("no layers given")
+    return blocks
+
+
+def check_blocks(blocks: Sequence[Block], d: int) -> list[Block]:
+    """Validate that ``blocks`` are non-empty contiguous ranges covering ``[0, d)`` in order."""
+    blocks = [(int(s), int(e)) for s, e in blocks]
+    position = 0
+    for start, end in blocks:
+        if start != position or end <= start:
+            raise ConfigError(
+                f"blocks must be contiguous non-empty ranges covering [0, {d}) in order; "
+                f"got {blocks[:5]}{'...' if len(blocks) > 5 else ''}"
+            )
+        position = end
+    if position != d:
+        raise ConfigError(f"blocks cover [0, {position}) but there are {d} weights")
+    return blocks
+
+
+def choose_method(block_size: int, m: int) -> Method:
+    """The cheaper inverse for one block: Woodbury (m×m Cholesky) or the explicit B×B one.
+
+    Flop counts: Woodbury forms G Gᵀ (m²B), factors it (m³/3) and solves for Z (m²B);
+    explicit forms GᵀG (mB²), factors it (B³/3) and inverts it (≈ B³)."""
+    woodbury = 2.0 * m * m * block_size + m**3 / 3.0
+    explicit = float(m) * block_size**2 + 4.0 * block_size**3 / 3.0
+    return "woodbury" if woodbury < explicit else "explicit"
+
+
+def estimate_bytes(
+    blocks: Sequence[Block],
+    m: int,
+    dtype: torch.dtype = torch.float32,
+    *,
+    include_grads: bool = False,
+) -> int:
+    """Bytes that inverting the blockwise Fisher needs: the stored factors of all blocks
+    (m×m for a Woodbury block, B×B for an explicit one) plus the largest temporary
+    (Z = L⁻¹G chunk, or GᵀG before inversion). ``include_grads`` adds G itself (m×d)."""
+    item = torch.empty((), dtype=dtype).element_size()
+    stored = 0
+    peak_temp = 0
+    d = 0
+    for start, end in blocks:
+        size = end - start
+        d += size
+        if choose_method(size, m) == "woodbury":
+            stored += m * m
+            peak_temp = max(peak_temp, m * min(size, _COLUMN_CHUNK))
+        else:
+            stored += size * size
+            peak_temp = max(peak_temp, size * size)
+    total = stored + peak_temp + (m * d if include_grads else 0)
+    return total * item
+
+
+def available_memory_bytes(device: torch.device | str = "cpu") -> int:
+    """Memory currently available on ``device`` (MemAvailable on CPU, free memory on CUDA)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: do not block the computation
+
+
+def check_memory(
+    needed: int, limit: int | None, device: torch.device | str, what: str, advice: str
+) -> None:
+    """Raise ResourceError when ``needed`` bytes exceed ``limit`` (default: a fraction of
+    the available memory)."""
+    if limit is None:
+        limit = int(DEFAULT_MEMORY_FRACTION * available_memory_bytes(device))
+    if needed > limit:
+        raise ResourceError(
+            f"{what} needs about {needed / 2**30:.2f} GiB but the limit is "
+            f"{limit / 2**30:.2f} GiB; {advice}"
+        )
+
+
+class EmpiricalFisher:
+    """Block-diagonal empirical Fisher F = λI + GᵀG/m held in factored form.
+
+    Args:
+        grads: (m, d) per-sample gradients G.
+        damp: the dampening λ > 0.
+        blocks: contiguous ranges covering [0, d); default one block.
+        dtype: compute dtype (G is converted if needed); default float32.
+        memory_limit: bytes the factors may use; default 80% of available memory.
+        method: "auto" (cheaper per block), "woodbury" or "explicit" for every block.
+
+    Factors are computed lazily, block by block, and cached. Raises ResourceError
+    before computing anything when the estimate exceeds the limit.
+
+    Example::
+
+        fisher = EmpiricalFisher(G, damp=1e-3, blocks=layer_blocks([784 * 40, 40 * 20]))
+        saliency = w**2 / (2 * fisher.inverse_diagonal())
+    """
+
+    def __init__(
+        self,
+        grads: Tensor,
+        damp: float,
+        blocks: Sequence[Block] | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        memory_limit: int | None = None,
+        method: Literal["auto", "woodbury", "explicit"] = "auto",
+    ) -> None:
+        if grads.dim() != 2:
+            raise ConfigError(f"grads must be an (m, d) matrix, got shape {tuple(grads.shape)}")
+        if not damp > 0:
+            raise ConfigError(f"the dampening must be positive, got {damp}")
+        if method not in ("auto", "woodbury", "explicit"):
+            raise ConfigError(f"unknown method {method!r}: use auto, woodbury or explicit")
+        m, d = grads.shape
+        if m == 0:
+            raise ConfigError("need at least one gradient sample")
+        self.blocks = check_blocks(blocks if blocks is not None else one_block(d), d)
+        self.memory_limit = memory_limit
+        self.damp = float(damp)
+        self.num_samples = m
+        self.dim = d
+        converts = grads.dtype != dtype
+        needed = estimate_bytes(self.blocks, m, dtype, include_grads=converts)
+        check_memory(
+            needed,
+            memory_limit,
+            grads.device,
+            f"the Fisher inverse ({len(self.blocks)} block(s), m={m}, d={d}, {dtype})",
+            "use smaller blocks (block_size) or fewer gradient samples",
+        )
+        self.grads = grads.to(dtype)
+        self.methods: list[Method] = [
+            choose_method(end - start, m) if method == "auto" else method
+            for start, end in self.blocks
+        ]
+        self._factors: list[Tensor | None] = [None] * len(self.blocks)
+        self._inverse_diagonal: Tensor | None = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.grads.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.grads.device
+
+    # -- per block ---------------------------------------------------------------
+
+    def block_grads(self, b: int) -> Tensor:
+        """The (m, B) gradient columns of block ``b`` (a view of G)."""
+        start, end = self.blocks[b]
+        return self.grads[:, start:end]
+
+    def block_factor(self, b: int) -> Tensor:
+        """Block ``b``'s factor: the lower Cholesky factor of mλI + G_bG_bᵀ (Woodbury)
+        or the explicit inverse F_b⁻¹ (explicit). Computed once, then cached."""
+        factor = self._factors[b]
+        if factor is None:
+            g = self.block_grads(b)
+            m = self.num_samples
+            if self.methods[b] == "woodbury":
+                kernel = g @ g.T
+                kernel.diagonal().add_(m * self.damp)
+                factor = cholesky_or_raise(kernel, "mλI + GGᵀ")
+            else:
+                fisher = g.T @ g / m
+                fisher.diagonal().add_(self.damp)
+                factor = torch.cholesky_inverse(cholesky_or_raise(fisher, "the Fisher block"))
+            self._factors[b] = factor
+        return factor
+
+    def block_inverse_matvec(self, b: int, v: Tensor) -> Tensor:
+        """F_b⁻¹ v for v of shape (B,) or (B, r)."""
+        factor = self.block_factor(b)
+        if self.methods[b] == "explicit":
+            return factor @ v
+        g = self.block_grads(b)
+        column = v.dim() == 1
+        rhs = g @ (v[:, None] if column else v)
+        correction = g.T @ torch.cholesky_solve(rhs, factor)
+        out = (v if not column else v[:, None]) - correction
+        out = out / self.damp
+        return out[:, 0] if column else out
+
+    def block_inverse_submatrix(self, b: int, rows: Tensor, cols: Tensor) -> Tensor:
+        """(F_b⁻¹)[rows, cols] for local (within-block) index tensors."""
+        factor = self.block_factor(b)
+        if self.methods[b] == "explicit":
+            return factor[rows][:, cols]
+        g = self.block_grads(b)
+        z_rows = torch.linalg.solve_triangular(factor, g[:, rows], upper=False)
+        z_cols = torch.linalg.solve_triangular(factor, g[:, cols], upper=False)
+        out = -(z_rows.T @ z_cols)
+        out += (rows[:, None] == cols[None, :]).to(out.dtype)
+        return out / self.damp
+
+    def block_inverse_diagonal(self, b: int) -> Tensor:
+        """diag(F_b⁻¹), clamped to [1/(λ + F_qq), 1/λ]."""
+        factor = self.block_factor(b)
+        g = self.block_grads(b)
+        if self.methods[b] == "explicit":
+            diagonal = factor.diagonal().clone()
+        else:
+            pieces = []
+            for lo in range(0, g.shape[1], _COLUMN_CHUNK):
+                z = torch.linalg.solve_triangular(
+                    factor, g[:, lo : lo + _COLUMN_CHUNK], upper=False
+                )
+                pieces.append(1.0 - (z * z).sum(0))
+            diagonal = torch.cat(pieces) / self.damp
+        fisher_diagonal = (g * g).sum(0) / self.num_samples + self.damp
+        return torch.clamp(diagonal, min=1.0 / fisher_diagonal).clamp(max=1.0 / self.damp)
+
+    # -- whole vector ------------------------------------------------------------
+
+    def inverse_diagonal(self) -> Tensor:
+        """diag(F⁻¹) of length d, without forming any d×d matrix (cached)."""
+        if self._inverse_diagonal is None:
+            self._inverse_diagonal = torch.cat(
+                [self.block_inverse_diagonal(b) for b in range(len(self.blocks))]
+            )
+        return self._inverse_diagonal
+
+    def inverse_matvec(self, v: Tensor) -> Tensor:
+        """F⁻¹ v for v of shape (d,) or (d, r)."""
+        self._check_vector(v)
+        v = v.to(self.dtype)
+        return torch.cat(
+            [self.block_inverse_matvec(b, v[s:e]) for b, (s, e) in enumerate(self.blocks)]
+        )
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """F v = λv + Gᵀ(G v)/m, blockwise, for v of shape (d,) or (d, r)."""
+        self._check_vector(v)
+        v = v.to(self.dtype)
+        m = self.num_samples
+        pieces = []
+        for b, (s, e) in enumerate(self.blocks):
+            g = self.block_grads(b)
+            pieces.append(self.damp * v[s:e] + g.T @ (g @ v[s:e]) / m)
+        return torch.cat(pieces)
+
+    def quadratic(self, v: Tensor) -> Tensor:
+        """vᵀ F v = λ‖v‖² + Σ_b ‖G_b v_b‖²/m (a scalar tensor)."""
+        self._check_vector(v)
+        v = v.to(self.dtype)
+        total = self.damp * (v * v).sum()
+        for b, (s, e) in enumerate(self.blocks):
+            gv = self.block_grads(b) @ v[s:e]
+            total = total + (gv * gv).sum() / self.num_samples
+        return total
+
+    def submatrix(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """F[rows, cols] for global index tensors (zero between different blocks)."""
+        rows, cols = rows.to(self.device), cols.to(self.device)
+        g_rows, g_cols = self.grads[:, rows], self.grads[:, cols]
+        out = g_rows.T @ g_cols / self.num_samples
+        out = out * (self.block_index(rows)[:, None] == self.block_index(cols)[None, :])
+        out += self.damp * (rows[:, None] == cols[None, :]).to(out.dtype)
+        return out
+
+    def inverse_submatrix(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """(F⁻¹)[rows, cols] for global index tensors (zero between different blocks)."""
+        rows, cols = rows.to(self.device), cols.to(self.device)
+        out = torch.zeros(len(rows), len(cols), dtype=self.dtype, device=self.device)
+        row_block, col_block = self.block_index(rows), self.block_index(cols)
+        for b, (s, _e) in enumerate(self.blocks):
+            r = (row_block == b).nonzero().flatten()
+            c = (col_block == b).nonzero().flatten()
+            if len(r) and len(c):
+                sub = self.block_inverse_submatrix(b, rows[r] - s, cols[c] - s)
+                out[r[:, None], c[None, :]] = sub
+        return out
+
+    def block_index(self, indices: Tensor) -> Tensor:
+        """The block number of each global weight index."""
+        ends = torch.tensor([e for _s, e in self.blocks], device=indices.device)
+        return torch.bucketize(indices, ends, right=True)
+
+    def _check_vector(self, v: Tensor) -> None:
+        if v.dim() not in (1, 2) or v.shape[0] != self.dim:
+            raise ConfigError(f"expected a vector of length {self.dim}, got {tuple(v.shape)}")
+
+
+def cholesky_or_raise(matrix: Tensor, name: str) -> Tensor:
+    factor, info = torch.linalg.cholesky_ex(matrix)
+    if int(info) != 0:
+        raise ConfigError(
+            f"Cholesky factorisation of {name} failed (not positive definite in "
+            f"{matrix.dtype}); increase the dampening or use dtype=torch.float64"
+        )
+    return factor
+
+
+__all__ = [
+    "Block",
+    "EmpiricalFisher",
+    "available_memory_bytes",
+    "check_blocks",
+    "choose_method",
+    "chunk_blocks",
+    "estimate_bytes",
+    "layer_blocks",
+    "one_block",
+]
