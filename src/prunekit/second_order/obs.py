@@ -1,0 +1,79 @@
+"""OBS / WoodFisher: single-weight saliencies, global selection, and the summed update.
+
+Convention: ``removed`` masks are bool tensors of length d, True = removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from prunekit.errors import ConfigError
+from prunekit.second_order.fisher import EmpiricalFisher
+
+
+@dataclass
+class WeightUpdate:
+    """Result of a second-order weight update.
+
+    ``weights`` = w + δw with the removed weights exactly zero; ``delta`` = δw;
+    ``loss_change`` = ½ δwᵀFδw, the quadratic model's predicted loss increase."""
+
+    weights: Tensor
+    delta: Tensor
+    loss_change: float
+
+
+def lowest_k_mask(scores: Tensor, k: int) -> Tensor:
+    """Bool mask (True = removed) of exactly ``k`` entries with the lowest scores.
+
+    Ties are broken by index (a stable sort on the value), so the same scores always
+    give the same mask."""
+    scores = scores.flatten()
+    if not 0 <= k <= scores.numel():
+        raise ConfigError(f"cannot remove {k} of {scores.numel()} weights")
+    if torch.isnan(scores).any():
+        raise ConfigError("scores contain NaN")
+    order = torch.sort(scores, stable=True).indices
+    removed = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
+    removed[order[:k]] = True
+    return removed
+
+
+def obs_saliency(w: Tensor, fisher: EmpiricalFisher) -> Tensor:
+    """ρ_q = w_q² / (2 [F⁻¹]_qq): the loss increase of removing weight q alone with the
+    optimal compensating update of the others."""
+    inverse_diagonal = fisher.inverse_diagonal()
+    w = w.to(inverse_diagonal.dtype)
+    return w * w / (2.0 * inverse_diagonal)
+
+
+def woodfisher_select(w: Tensor, fisher: EmpiricalFisher, k: int) -> Tensor:
+    """Removal mask of the ``k`` weights with the lowest OBS saliency, global across blocks."""
+    return lowest_k_mask(obs_saliency(w, fisher), k)
+
+
+def woodfisher_update(w: Tensor, fisher: EmpiricalFisher, removed: Tensor) -> WeightUpdate:
+    """WoodFisher's joint update: the sum of the single-weight OBS updates,
+    δw = −F⁻¹ s with s_q = w_q / [F⁻¹]_qq for removed q and 0 elsewhere; then the
+    removed weights are set to exactly zero. Ignores interactions between removed
+    weights (CBS-U does not)."""
+    removed = _check_mask(removed, fisher.dim)
+    w = w.to(fisher.dtype)
+    s = torch.where(removed, w / fisher.inverse_diagonal(), torch.zeros_like(w))
+    delta = -fisher.inverse_matvec(s)
+    delta[removed] = -w[removed]
+    weights = w + delta
+    weights[removed] = 0.0
+    return WeightUpdate(weights, delta, 0.5 * float(fisher.quadratic(delta)))
+
+
+def _check_mask(removed: Tensor, d: int) -> Tensor:
+    if removed.dtype != torch.bool or removed.shape != (d,):
+        raise ConfigError(
+            f"removed must be a bool tensor of length {d}, got {removed.dtype} "
+            f"{tuple(removed.shape)}"
+        )
+    return removed
