@@ -1,0 +1,72 @@
+import pytest
+import torch
+from second_order_reference import dense_fisher, kkt_update
+
+from prunekit.errors import ResourceError
+from prunekit.second_order.cbs_update import cbs_update, choose_solver
+from prunekit.second_order.fisher import EmpiricalFisher, chunk_blocks, one_block
+
+D = 14
+SOLVERS = ["removed", "kept", "woodbury", "auto"]
+
+
+def problem(m, blocks, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    grads = torch.randn(m, D, generator=generator, dtype=torch.float64)
+    w = torch.randn(D, generator=generator, dtype=torch.float64)
+    damp = 0.01
+    fisher = EmpiricalFisher(grads, damp, blocks, dtype=torch.float64)
+    return w, fisher, dense_fisher(grads, damp, blocks)
+
+
+def random_mask(count, seed):
+    generator = torch.Generator().manual_seed(seed)
+    removed = torch.zeros(D, dtype=torch.bool)
+    removed[torch.randperm(D, generator=generator)[:count]] = True
+    return removed
+
+
+@pytest.mark.parametrize("blocks", [one_block(D), chunk_blocks([8, 6], 5)])
+@pytest.mark.parametrize("m", [3, 9, 40])
+@pytest.mark.parametrize("count", [1, 4, 10])
+def test_all_routes_match_kkt_solution(blocks, m, count):
+    w, fisher, dense = problem(m, blocks, seed=m + count)
+    removed = random_mask(count, seed=count)
+    q = removed.nonzero().flatten()
+    expected_delta = kkt_update(dense, w, q)
+    inverse = torch.linalg.inv(dense)
+    expected_loss = 0.5 * w[q] @ torch.linalg.solve(inverse[q][:, q], w[q])
+    for solver in SOLVERS:
+        result = cbs_update(w, fisher, removed, solver=solver)
+        torch.testing.assert_close(result.delta, expected_delta, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(result.weights, w + expected_delta, rtol=1e-8, atol=1e-10)
+        assert torch.all(result.weights[removed] == 0)
+        assert result.loss_change == pytest.approx(expected_loss.item(), rel=1e-8)
+        quadratic = 0.5 * result.delta @ dense @ result.delta
+        assert result.loss_change == pytest.approx(quadratic.item(), rel=1e-8)
+
+
+def test_blocks_with_nothing_or_everything_removed():
+    blocks = [(0, 4), (4, 9), (9, D)]
+    w, fisher, dense = problem(5, blocks)
+    removed = torch.zeros(D, dtype=torch.bool)
+    removed[0:4] = True  # all of block 0
+    removed[10] = True  # block 1 untouched
+    expected = kkt_update(dense, w, removed.nonzero().flatten())
+    for solver in SOLVERS:
+        result = cbs_update(w, fisher, removed, solver=solver)
+        torch.testing.assert_close(result.delta, expected)
+        assert torch.all(result.delta[4:9] == 0)
+
+
+def test_choose_solver_takes_smallest_system():
+    assert choose_solver(num_removed=5, num_kept=100, num_samples=50) == "removed"
+    assert choose_solver(num_removed=500, num_kept=100, num_samples=50) == "woodbury"
+    assert choose_solver(num_removed=500, num_kept=10, num_samples=50) == "kept"
+
+
+def test_forced_solver_respects_memory_limit():
+    w, fisher, _ = problem(5, one_block(D))
+    fisher.memory_limit = 100
+    with pytest.raises(ResourceError):
+        cbs_update(w, fisher, random_mask(4, 0), solver="kept")
