@@ -60,6 +60,14 @@ _ALLOWED_GLOBALS = frozenset(
 )
 
 
+def _latin1_encode(text: Any, encoding: str = "utf-8") -> bytes:
+    # Python 3 writes bytes at protocols 0-2 as _codecs.encode(str, "latin1");
+    # only that exact use is allowed.
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError("refused _codecs.encode other than str → latin1 bytes")
+    return text.encode("latin1")
+
+
 class SafeUnpickler(pickle.Unpickler):
     """An unpickler for data files: plain containers, numbers, strings, bytes and
     numpy arrays. Every other global a pickle names is refused."""
@@ -67,6 +75,8 @@ class SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED_GLOBALS:
             return _numpy_global(module, name)
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
         raise pickle.UnpicklingError(
             f"refused to load global {module}.{name}: data files may only hold numpy arrays"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 
@@ -13,12 +15,19 @@ DIGITS_MEAN = (0.3053,)
 DIGITS_STD = (0.3760,)
 
 
+@lru_cache(maxsize=1)
+def _load() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.as_tensor(bunch.images, dtype=torch.float32).div_(16.0).unsqueeze(1)
+    return images, torch.as_tensor(bunch.target, dtype=torch.long)
+
+
 def digits_split(test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Train and test indices into the 1797 digits: a stratified split fixed by ``seed``
     (``round(test_fraction * n_c)`` images of each class go to the test set)."""
-    from sklearn.datasets import load_digits
-
-    targets = torch.as_tensor(load_digits().target, dtype=torch.long)
+    targets = _load()[1]
     generator = torch.Generator().manual_seed(seed)
     train, test = [], []
     for label in range(10):
@@ -48,18 +57,14 @@ class Digits(InMemoryDataset):
         test_fraction: float = 0.2,
         seed: int = 0,
     ) -> None:
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()
-        images = torch.as_tensor(bunch.images, dtype=torch.float32).div_(16.0).unsqueeze(1)
+        images, targets = _load()
         if image_size != 8:
             images = F.interpolate(
                 images, size=(image_size, image_size), mode="bilinear", align_corners=False
             )
         train_idx, test_idx = digits_split(test_fraction, seed)
         idx = train_idx if train else test_idx
-        targets = torch.as_tensor(bunch.target, dtype=torch.long)[idx]
-        super().__init__(images[idx].contiguous(), targets, DIGITS_MEAN, DIGITS_STD)
+        super().__init__(images[idx].contiguous(), targets[idx], DIGITS_MEAN, DIGITS_STD)
         self.classes = [str(d) for d in range(10)]
         self.train = train
         self.flatten = flatten

@@ -49,11 +49,11 @@ def missing_files_error(
     downloadable: bool,
 ) -> DataNotFoundError:
     """A :class:`DataNotFoundError` naming the files, the folders searched and what to do."""
-    folders = ", ".join(str(p) for p in searched)
+    folders = ", ".join(str(p.absolute()) for p in searched)
     message = (
         f"{dataset} data not found: missing {', '.join(names)}. "
-        f"Searched: {folders}. Put the files in {put_in} "
-        f"(or point the data directory there with root=..., --data-dir or ${DATA_ENV_VAR})"
+        f"Searched: {folders}. Put the files in {put_in.absolute()} "
+        f"(or choose the data directory with root=... or ${DATA_ENV_VAR})"
     )
     if downloadable:
         message += "; when online, download=True (--download on the command line) fetches them."
