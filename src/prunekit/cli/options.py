@@ -1,0 +1,65 @@
+"""Command-line options generated from a config dataclass, so flags and YAML keys agree.
+
+Each dataclass field becomes ``--field-name``; its ``metadata["help"]`` is the help
+text. Booleans get ``--x/--no-x``, lists take several values, dicts take a YAML
+mapping such as ``'{width: 2}'``. Defaults are suppressed so that only the flags a
+user typed override the YAML file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any
+
+import yaml
+
+
+def _base_type(annotation: Any) -> Any:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return _base_type(args[0]) if len(args) == 1 else annotation
+    return annotation
+
+
+def _yaml_mapping(text: str) -> dict:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"not a YAML mapping: {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping like '{{width: 2}}', got {text!r}")
+    return value
+
+
+def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group("options (also settable as keys of a YAML --config file)")
+    for field in dataclasses.fields(cls):
+        flag = "--" + field.name.replace("_", "-")
+        annotation = _base_type(hints[field.name])
+        default = field.default if field.default is not dataclasses.MISSING else None
+        if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = field.default_factory()  # type: ignore[misc]
+        help_text = field.metadata.get("help", "")
+        help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
+        help_text = help_text.replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS}
+        origin = typing.get_origin(annotation)
+        if annotation is bool:
+            group.add_argument(
+                flag, action=argparse.BooleanOptionalAction, help=help_text, **kwargs
+            )
+            continue
+        if origin in (list, tuple):
+            inner = typing.get_args(annotation)[0] if typing.get_args(annotation) else str
+            group.add_argument(flag, nargs="+", type=_base_type(inner), help=help_text, **kwargs)
+            continue
+        if origin is dict or annotation is dict:
+            group.add_argument(flag, type=_yaml_mapping, help=help_text, metavar="YAML", **kwargs)
+            continue
+        choices = field.metadata.get("choices")
+        arg_type = annotation if annotation in (int, float, str) else str
+        group.add_argument(flag, type=arg_type, choices=choices, help=help_text, **kwargs)

@@ -1,0 +1,92 @@
+"""Building the pieces every pipeline needs: device, data loaders, model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from prunekit.data import dataset_info, get_dataset, make_loader
+from prunekit.errors import ConfigError
+from prunekit.models import create_model
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+
+
+@dataclass
+class DataBundle:
+    train: Dataset
+    test: Dataset
+    train_loader: DataLoader
+    test_loader: DataLoader
+    num_classes: int
+    input_shape: tuple[int, ...]
+
+
+def build_data(
+    dataset: str,
+    data_dir: str | None,
+    batch_size: int,
+    test_batch_size: int,
+    seed: int,
+    augment: bool | None = None,
+    download: bool = False,
+    train_subset: int | None = None,
+) -> DataBundle:
+    """Train and test sets and loaders; ``train_subset`` keeps the first n training
+    samples of a seeded permutation (for quick runs)."""
+    train = get_dataset(dataset, root=data_dir, train=True, augment=augment, download=download)
+    test = get_dataset(dataset, root=data_dir, train=False, augment=False, download=download)
+    if train_subset is not None:
+        if not 0 < train_subset <= len(train):
+            raise ConfigError(f"train_subset must be in [1, {len(train)}], got {train_subset}")
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+        train = Subset(train, order[:train_subset].tolist())
+    info = dataset_info(dataset)
+    return DataBundle(
+        train=train,
+        test=test,
+        train_loader=make_loader(train, batch_size=batch_size, shuffle=True, seed=seed),
+        test_loader=make_loader(test, batch_size=test_batch_size, shuffle=False, seed=seed),
+        num_classes=info["num_classes"] if isinstance(info, dict) else info.num_classes,
+        input_shape=tuple(info["input_shape"] if isinstance(info, dict) else info.input_shape),
+    )
+
+
+def build_model(name: str, num_classes: int, model_kwargs: dict | None, seed: int) -> nn.Module:
+    """A freshly initialised model; the seed fixes the initialisation."""
+    torch.manual_seed(seed)
+    return create_model(name, num_classes=num_classes, **(model_kwargs or {}))
+
+
+def load_weights(model: nn.Module, path: str) -> nn.Module:
+    """Load weights from a prunekit training checkpoint, a plain state_dict, a saved
+    ``model.pt`` or a WoodFisher/CBS checkpoint (never executing pickled code)."""
+    from prunekit.checkpoints import load_foreign_checkpoint
+
+    state = load_foreign_checkpoint(path)
+    missing, unexpected = [], []
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        from prunekit.errors import CheckpointError
+
+        raise CheckpointError(
+            f"{path} does not fit model {type(model).__name__}: missing {missing[:4]}, "
+            f"unexpected {unexpected[:4]}; is it for another model?"
+        )
+    model.load_state_dict(state)
+    return model
