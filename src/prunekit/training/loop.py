@@ -1,0 +1,122 @@
+"""One training epoch and one evaluation pass.
+
+Accuracies are percentages. Under ``torch.distributed``, counts are summed over
+processes when the loader's sampler is a ``DistributedSampler`` (each process then
+sees its own share of the data).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def _sum_over_processes(values: list[float], loader: DataLoader) -> list[float]:
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    if not isinstance(getattr(loader, "sampler", None), DistributedSampler):
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _bar(loader: DataLoader, progress: bool, desc: str | None):
+    # disable=None lets tqdm switch itself off when stderr is not a terminal
+    return tqdm(
+        loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if progress else True
+    )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str,
+    loss_fn: LossFn = F.cross_entropy,
+    progress: bool = True,
+    desc: str | None = None,
+    log_every: int = 0,
+) -> dict[str, float]:
+    """Train ``model`` for one pass over ``loader``; ``{"loss", "top1"}`` averaged over samples.
+
+    ``loss_fn(logits, targets)`` must return the batch mean. Every ``log_every`` steps
+    (0: never) the running loss and accuracy go to the progress bar, or to the
+    ``prunekit.training`` logger when there is no bar.
+    """
+    model.train()
+    loss_sum, correct, seen = 0.0, 0.0, 0
+    bar = _bar(loader, progress, desc)
+    for step, (inputs, targets) in enumerate(bar, start=1):
+        inputs = inputs.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(inputs)
+        loss = loss_fn(logits, targets)
+        loss.backward()
+        optimizer.step()
+        n = targets.shape[0]
+        loss_sum += float(loss.detach()) * n
+        correct += float((logits.detach().argmax(dim=1) == targets).sum())
+        seen += n
+        if log_every and step % log_every == 0:
+            running = {"loss": f"{loss_sum / seen:.4f}", "top1": f"{100 * correct / seen:.2f}"}
+            if bar.disable:
+                logger.info("%s step %d: loss %s top1 %s", desc or "train", step, *running.values())
+            else:
+                bar.set_postfix(running)
+    bar.close()
+    loss_sum, correct, seen = _sum_over_processes([loss_sum, correct, float(seen)], loader)
+    if seen == 0:
+        return {"loss": float("nan"), "top1": float("nan")}
+    return {"loss": loss_sum / seen, "top1": 100.0 * correct / seen}
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device | str,
+    num_classes: int | None = None,
+    loss_fn: LossFn = F.cross_entropy,
+    progress: bool = False,
+) -> dict[str, float]:
+    """``{"loss", "top1"}`` (and ``"top5"`` when there are more than 10 classes) over ``loader``.
+
+    ``num_classes`` defaults to the width of the model's output.
+    """
+    model.eval()
+    loss_sum, correct1, correct5, seen = 0.0, 0.0, 0.0, 0
+    width = num_classes
+    for inputs, targets in _bar(loader, progress, "eval"):
+        inputs = inputs.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        logits = model(inputs)
+        width = width or logits.shape[1]
+        n = targets.shape[0]
+        loss_sum += float(loss_fn(logits, targets)) * n
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top == targets.unsqueeze(1)
+        correct1 += float(hits[:, 0].sum())
+        correct5 += float(hits.any(dim=1).sum())
+        seen += n
+    loss_sum, correct1, correct5, seen = _sum_over_processes(
+        [loss_sum, correct1, correct5, float(seen)], loader
+    )
+    if seen == 0:
+        return {"loss": float("nan"), "top1": float("nan")}
+    out = {"loss": loss_sum / seen, "top1": 100.0 * correct1 / seen}
+    if width is not None and width > 10:
+        out["top5"] = 100.0 * correct5 / seen
+    return out
