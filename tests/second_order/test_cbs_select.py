@@ -159,3 +159,12 @@ def test_rmp_start_returns_best_trial():
     assert best.sum() == 360
     assert torch.equal(best, min(seen, key=lambda pair: pair[0])[1])
     assert len(seen) == 8
+
+
+def test_pass_at_high_sparsity_without_failure_limit():
+    # |P| far exceeds the kept list: weights ranked past its end have no partner.
+    w, grads = problem(60, 10, seed=6)
+    start = magnitude_start(w, 55)
+    result = cbs_select(w, grads, start, swap_threshold=1e-12, max_failures=10**6)
+    assert result.removed.sum() == 55
+    assert result.loss <= result.history[0].loss

@@ -5,6 +5,7 @@ from second_order_reference import dense_fisher, kkt_update
 from prunekit.errors import ResourceError
 from prunekit.second_order.cbs_update import cbs_update, choose_solver
 from prunekit.second_order.fisher import EmpiricalFisher, chunk_blocks, one_block
+from prunekit.second_order.obs import woodfisher_update
 
 D = 14
 SOLVERS = ["removed", "kept", "woodbury", "auto"]
@@ -70,3 +71,11 @@ def test_forced_solver_respects_memory_limit():
     fisher.memory_limit = 100
     with pytest.raises(ResourceError):
         cbs_update(w, fisher, random_mask(4, 0), solver="kept")
+
+
+def test_exact_update_never_predicts_more_loss_than_woodfisher():
+    w, fisher, _ = problem(9, chunk_blocks([8, 6], 5))
+    for count in (2, 7, 12):
+        removed = random_mask(count, seed=count)
+        exact = cbs_update(w, fisher, removed).loss_change
+        assert exact <= woodfisher_update(w, fisher, removed).loss_change * (1 + 1e-12)

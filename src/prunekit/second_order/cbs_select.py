@@ -64,7 +64,8 @@ class SwapState:
         self.block_of = torch.cat(
             [torch.full((e - s,), b, dtype=torch.long) for b, (s, e) in enumerate(self.blocks)]
         ).to(grads.device)
-        self.fisher_diagonal = (self.grads_t * self.grads_t).sum(1) / m
+        self.fisher_diagonal_m = (self.grads_t * self.grads_t).sum(1)  # m · F_ii
+        self.fisher_diagonal = self.fisher_diagonal_m / m
         self.refresh()
 
     def refresh(self) -> None:
@@ -104,15 +105,18 @@ class SwapState:
     def swap_delta(self, i: int, js: Tensor) -> Tensor:
         """Exact change of L when i leaves P and each j of ``js`` joins it: β_j − γ_ij − α_i.
 
-        The same arithmetic as alpha/beta/gamma, gathering each gradient row once."""
-        m = self.num_samples
-        g_i, block_i, w_i = self.grads_t[i], self.block_of[i], self.w[i]
-        g_j, block_j, w_j = self.grads_t[js], self.block_of[js], self.w[js]
-        alpha_i = 2 * w_i * (g_i @ self.y[block_i]) / m - w_i * w_i * self.fisher_diagonal[i]
-        fu_j = (g_j * self.y[block_j]).sum(1) / m
-        beta_j = 2 * w_j * fu_j + w_j * w_j * self.fisher_diagonal[js]
-        gamma_ij = 2 * w_i * w_j * (g_j @ g_i) / m * (block_j == block_i)
-        return beta_j - gamma_ij - alpha_i
+        The arithmetic of alpha/beta/gamma fused into few operations (one gather of the
+        gradient rows), as it runs once per tried weight."""
+        idx = torch.cat((torch.tensor([i], device=js.device), js))
+        rows, blocks, w = self.grads_t[idx], self.block_of[idx], self.w[idx]
+        fisher_u = (rows * self.y[blocks]).sum(1)  # m · (F u)
+        same_block = blocks[1:] == blocks[0]
+        fisher_ij = (rows[1:] @ rows[0]) * same_block  # m · F_ij
+        # terms[0] = α_i, terms[1:] = β_j, before the γ correction.
+        sign = torch.ones_like(w)
+        sign[0] = -1.0
+        terms = (2 * fisher_u + sign * w * self.fisher_diagonal_m[idx]) * w
+        return (terms[1:] - 2 * w[0] * w[1:] * fisher_ij - terms[0]) / self.num_samples
 
     def swap(self, i: int, j: int) -> None:
         """Move i out of P and j into P, updating y in O(m)."""
@@ -161,11 +165,12 @@ def swap_pass(
     if len(removed_idx) == 0 or len(kept_idx) == 0:
         return 0
     # Stable sorts: ties keep index order, so a pass is deterministic.
-    by_alpha = removed_idx[torch.sort(-state.alpha(removed_idx), stable=True).indices]
-    by_beta = kept_idx[torch.sort(state.beta(kept_idx), stable=True).indices]
+    by_alpha = removed_idx[torch.sort(-state.alpha()[removed_idx], stable=True).indices]
+    by_beta = kept_idx[torch.sort(state.beta()[kept_idx], stable=True).indices]
     taken = torch.zeros(len(by_beta), dtype=torch.bool, device=by_beta.device)
     swaps = failures = 0
-    for rank, i in enumerate(by_alpha.tolist()):
+    # Weights ranked beyond the kept list's end plus the window have no partner.
+    for rank, i in enumerate(by_alpha[: len(by_beta) + rank_window].tolist()):
         if failures >= max_failures:
             break
         lo, hi = max(0, rank - rank_window), min(len(by_beta), rank + rank_window + 1)
