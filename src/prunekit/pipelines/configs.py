@@ -61,3 +61,28 @@ class EvalCommandConfig(CommonConfig):
     checkpoint: str | None = opt(None, "weights to evaluate (prunekit, plain or WoodFisher format)")
     mask: str | None = opt(None, "apply this mask before evaluating")
     seed: int = opt(0, "seed")
+
+
+@dataclass
+class PruneInitConfig(TrainingFields, CommonConfig):
+    methods: list[str] = opt(
+        ["snip", "grasp", "random"], "scoring methods: random, magnitude, snip, grasp, synflow"
+    )
+    sparsities: list[float] = opt(
+        [0.9], "target sparsities (fractions of prunable weights removed)"
+    )
+    seeds: list[int] = opt([0], "seeds (each: initialisation, scoring sample, data order)")
+    scope: str = opt("global", "ranking scope", choices=["global", "layerwise"])
+    rounds: int | None = opt(
+        None, "pruning rounds, exponential schedule (default: 100 for synflow, else 1)"
+    )
+    samples_per_class: int = opt(10, "class-balanced scoring sample: images per class")
+    num_iters: int = opt(1, "number of class-balanced chunks scored (GraSP num_iters)")
+    grasp_temperature: float = opt(200.0, "GraSP: logits divided by this temperature")
+    grasp_reinit_xavier: bool = opt(
+        False, "GraSP: re-initialise Linear weights with Xavier in the scoring copy only"
+    )
+    keep_classifier_dense: bool = opt(False, "never prune the final classifier")
+    on_collapse: str = opt(
+        "warn", "what to do when a layer keeps no weight", choices=["warn", "fail"]
+    )

@@ -31,6 +31,7 @@ def training_settings(config: TrainingFields, seed: int, progress: bool) -> Trai
         milestones=tuple(config.milestones),
         seed=seed,
         progress=progress,
+        log_every=0,
     )
 
 

@@ -1,0 +1,221 @@
+"""Prune at initialization, then train: init → score → mask → report → train → evaluate.
+
+For each seed the network is initialised once and every method and sparsity starts
+from that same initialisation; scores are computed on a class-balanced sample of the
+*training* set. Each (method, sparsity, seed) gets a folder with the mask, the
+sparsity report, the training log and the final metrics; a finished one is not redone
+and an interrupted one resumes. ``results.jsonl``, ``results.md`` and ``results.png``
+collect everything at the top of the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from prunekit.data import class_balanced_batches
+from prunekit.errors import ConfigError, PrunekitError
+from prunekit.masks import (
+    check_sparsity,
+    load_mask,
+    prunable_parameters,
+    save_mask,
+    sparsity_report,
+)
+from prunekit.methods.init import get_init_method, score_and_mask
+from prunekit.pipelines.configs import PruneInitConfig
+from prunekit.pipelines.run_folder import prepare_run_folder, write_json
+from prunekit.pipelines.setup import build_data, build_model, resolve_device
+from prunekit.pipelines.train import training_settings
+from prunekit.reports import results_table
+from prunekit.training import fit
+
+logger = logging.getLogger(__name__)
+
+
+class LayerCollapseError(PrunekitError):
+    """A mask removes every weight of a layer (``on_collapse="fail"``)."""
+
+
+def _default_rounds(method: str, rounds: int | None) -> int:
+    if rounds is not None:
+        if rounds < 1:
+            raise ConfigError(f"rounds must be >= 1, got {rounds}")
+        return rounds
+    return 100 if method == "synflow" else 1
+
+
+def _method_options(method: str, config: PruneInitConfig) -> dict:
+    if method == "grasp":
+        return {
+            "temperature": config.grasp_temperature,
+            "reinit_linear_xavier": config.grasp_reinit_xavier,
+        }
+    return {}
+
+
+def check_config(config: PruneInitConfig) -> None:
+    for method in config.methods:
+        get_init_method(method)  # raises ConfigError listing the valid names
+    for s in config.sparsities:
+        check_sparsity(s)
+    if not config.seeds:
+        raise ConfigError("give at least one seed")
+    if config.samples_per_class < 1 or config.num_iters < 1:
+        raise ConfigError("samples_per_class and num_iters must be >= 1")
+
+
+def run_prune_init(config: PruneInitConfig) -> dict:
+    """Run every (seed, method, sparsity) and return the result records."""
+    check_config(config)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    root = Path(config.run_dir or Path("runs") / "prune-init" / f"{config.model}-{config.dataset}")
+    prepare_run_folder(root, "prune-init", asdict(config), None)
+    records = []
+    for seed in config.seeds:
+        data = build_data(
+            config.dataset,
+            config.data_dir,
+            config.batch_size,
+            config.test_batch_size,
+            seed,
+            augment=config.augment,
+            download=config.download,
+            train_subset=config.train_subset,
+        )
+        initial = build_model(config.model, data.num_classes, config.model_kwargs, seed)
+        initial_state = {k: v.clone() for k, v in initial.state_dict().items()}
+        sample = class_balanced_batches(
+            data.train, config.samples_per_class, config.num_iters, seed=seed
+        )
+        for method in config.methods:
+            for sparsity in config.sparsities:
+                records.append(
+                    _run_one(
+                        config,
+                        data,
+                        initial,
+                        initial_state,
+                        sample,
+                        method,
+                        sparsity,
+                        seed,
+                        root,
+                        device,
+                    )
+                )
+    _write_summary(root, records)
+    return {"run_dir": str(root), "table": str(root / "results.md")}
+
+
+def _run_one(config, data, model, initial_state, sample, method, sparsity, seed, root, device):
+    folder = root / method / f"sparsity-{sparsity:g}" / f"seed-{seed}"
+    if (folder / "result.json").exists():
+        logger.info("%s: already finished, not redone", folder)
+        return json.loads((folder / "result.json").read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    model.load_state_dict(initial_state)
+    model.to(device)
+    params = list(prunable_parameters(model, keep_classifier_dense=config.keep_classifier_dense))
+    score_seconds = 0.0
+    if (folder / "mask.pt").exists():
+        mask = load_mask(folder / "mask.pt")
+    else:
+        torch.manual_seed(seed)
+        started = time.perf_counter()
+        mask = score_and_mask(
+            method,
+            model,
+            sparsity,
+            data=[(x.to(device), y.to(device)) for x, y in sample],
+            rounds=_default_rounds(method, config.rounds),
+            scope=config.scope,
+            params=params,
+            input_shape=data.input_shape,
+            generator=torch.Generator().manual_seed(seed),
+            **_method_options(method, config),
+        )
+        score_seconds = time.perf_counter() - started
+        save_mask(mask, folder / "mask.pt")
+    report = sparsity_report(mask, model)
+    report.save(folder / "sparsity.json")
+    if report.collapsed_layers:
+        message = (
+            f"{method} at sparsity {sparsity:g} (seed {seed}) removes every weight of "
+            f"{report.collapsed_layers}: the network cannot pass signal (layer collapse)"
+        )
+        if config.on_collapse == "fail":
+            raise LayerCollapseError(message + "; use --on-collapse warn to train anyway")
+        logger.warning("WARNING: %s", message)
+    logger.info(
+        "%s sparsity %g seed %d: scored in %.1fs\n%s",
+        method,
+        sparsity,
+        seed,
+        score_seconds,
+        report.to_table(),
+    )
+    settings = training_settings(config, seed, config.progress)
+    final = fit(
+        model,
+        data.train_loader,
+        data.test_loader,
+        settings,
+        run_dir=folder,
+        mask=mask,
+        resume=True,
+        device=device,
+    )
+    if not mask.holds_in(model):
+        raise PrunekitError(f"internal error: the mask did not hold during training in {folder}")
+    record = {
+        "model": config.model,
+        "method": method,
+        "sparsity": sparsity,
+        "seed": seed,
+        "removed": mask.num_removed,
+        "prunable": mask.num_total,
+        "collapsed_layers": report.collapsed_layers,
+        "score_seconds": score_seconds,
+        "top1": final.get("test_top1"),
+        "loss": final.get("test_loss"),
+        "best_top1": final.get("best_test_top1"),
+        "epochs": final.get("epoch"),
+    }
+    write_json(folder / "result.json", record)
+    return record
+
+
+def _write_summary(root: Path, records: list[dict]) -> None:
+    with open(root / "results.jsonl", "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+    table = results_table(records, metric="top1")
+    (root / "results.md").write_text(
+        "Test top-1 accuracy (%) after training, mean ± std over seeds (final epoch).\n\n"
+        + table
+        + "\n",
+        encoding="utf-8",
+    )
+    from prunekit.reports.plots import plot_accuracy_vs_sparsity
+
+    plot_accuracy_vs_sparsity(records, root / "results.png", title="prune at init, then train")
+    print(table)
+
+
+COMMAND = {
+    "name": "prune-init",
+    "help": "prune at initialization (SNIP, GraSP, SynFlow, ...), then train",
+    "description": "Initialise a model, score its weights on a class-balanced sample of the "
+    "training set, remove exactly round(s·d) prunable weights, train with the mask held and "
+    "evaluate; over several methods, sparsities and seeds.",
+    "config_class": PruneInitConfig,
+    "run": run_prune_init,
+}
