@@ -64,20 +64,10 @@ def _commands() -> list[Command]:
 
 
 def _pruning_commands() -> list[Command]:
-    """Commands from the pruning pipelines that are installed."""
-    found = []
-    try:
-        from prunekit.pipelines.prune_init import COMMAND as init_command
-    except ImportError:
-        init_command = None
-    try:
-        from prunekit.pipelines.oneshot import COMMAND as oneshot_command
-    except ImportError:
-        oneshot_command = None
-    for spec in (init_command, oneshot_command):
-        if spec is not None:
-            found.append(Command(**spec))
-    return found
+    from prunekit.pipelines.oneshot import COMMAND as oneshot_command
+    from prunekit.pipelines.prune_init import COMMAND as init_command
+
+    return [Command(**init_command), Command(**oneshot_command)]
 
 
 def _list_models(_config: object = None) -> None:

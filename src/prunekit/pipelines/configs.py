@@ -86,3 +86,46 @@ class PruneInitConfig(TrainingFields, CommonConfig):
     on_collapse: str = opt(
         "warn", "what to do when a layer keeps no weight", choices=["warn", "fail"]
     )
+
+
+@dataclass
+class OneShotConfig(TrainingFields, CommonConfig):
+    model: str = opt("mlpnet", "model name (see `prunekit models`)")
+    checkpoint: str | None = opt(None, "trained weights to prune (prunekit, plain or WoodFisher)")
+    methods: list[str] = opt(
+        ["magnitude", "woodfisher", "cbs"],
+        "presets magnitude, layerwise_magnitude, woodfisher, cbs, or selection+update pairs "
+        "(selections: magnitude, layerwise_magnitude, obs, cbs_s, random, snip, grasp, synflow; "
+        "updates: none, woodfisher, cbs_u)",
+    )
+    sparsities: list[float] = opt(
+        [0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
+        "target sparsities (fractions of prunable weights removed)",
+    )
+    seeds: list[int] = opt([0], "seeds (each: gradient sample, RMP trials)")
+    fisher_samples: int = opt(10000, "m: number of gradients in the empirical Fisher")
+    fisher_batch_size: int = opt(1, "samples per gradient (1: per-sample gradients)")
+    damp: float = opt(1e-3, "Fisher dampening λ")
+    fisher_blocks: str = opt("full", "Fisher blocks: full, layer, or a chunk size like 10000")
+    fisher_dtype: str = opt(
+        "float32", "dtype of the Fisher algebra", choices=["float32", "float64"]
+    )
+    loss_samples: int = opt(10000, "training samples for the real loss (CBS outer loop, RMP)")
+    swap_threshold: float = opt(1e-4, "CBS-S ε: accept a swap when it lowers L(P) by at least this")
+    rank_window: int = opt(10, "CBS-S ρ: swap partners tried within ±ρ ranks")
+    max_failures: int = opt(20, "CBS-S τ: failures before a pass stops")
+    max_passes: int = opt(100, "CBS-S: passes at most")
+    patience: int = opt(5, "CBS-S: stop after this many passes without a lower real loss")
+    cbs_start: str = opt("rmp", "CBS-S start", choices=["rmp", "magnitude"])
+    rmp_trials: int = opt(50, "CBS-S: randomised-magnitude trials for the start")
+    update_solver: str = opt(
+        "auto", "CBS-U system", choices=["auto", "removed", "kept", "woodbury"]
+    )
+    keep_first_layer_dense: bool = opt(False, "never prune the first prunable layer")
+    keep_classifier_dense: bool = opt(False, "never prune the final classifier")
+    samples_per_class: int = opt(10, "class-balanced sample for snip/grasp selections")
+    epochs: int = opt(0, "fine-tuning epochs with the mask held (0: none)")
+    lr: float = opt(0.01, "fine-tuning learning rate")
+    scheduler: str = opt(
+        "cosine", "fine-tuning schedule", choices=["constant", "step", "multistep", "cosine"]
+    )
