@@ -83,6 +83,9 @@ class PruneInitConfig(TrainingFields, CommonConfig):
         False, "GraSP: re-initialise Linear weights with Xavier in the scoring copy only"
     )
     keep_classifier_dense: bool = opt(False, "never prune the final classifier")
+    reference: dict = opt(
+        {}, "published figures shown beside the results: label → {sparsity: value}"
+    )
     on_collapse: str = opt(
         "warn", "what to do when a layer keeps no weight", choices=["warn", "fail"]
     )
@@ -120,6 +123,9 @@ class OneShotConfig(TrainingFields, CommonConfig):
     rmp_trials: int = opt(50, "CBS-S: randomised-magnitude trials for the start")
     update_solver: str = opt(
         "auto", "CBS-U system", choices=["auto", "removed", "kept", "woodbury"]
+    )
+    reference: dict = opt(
+        {}, "published figures shown beside the results: label → {sparsity: value}"
     )
     keep_first_layer_dense: bool = opt(False, "never prune the first prunable layer")
     keep_classifier_dense: bool = opt(False, "never prune the final classifier")

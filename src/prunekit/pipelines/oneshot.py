@@ -148,7 +148,7 @@ def run_oneshot(config: OneShotConfig) -> dict:
         records.extend(
             _run_seed(config, seed, trained, names, plain_train, data, dense, dtype, root, device)
         )
-    _write_summary(root, records)
+    _write_summary(root, records, config.reference)
     return {"run_dir": str(root), "table": str(root / "results.md")}
 
 
@@ -348,13 +348,13 @@ def _run_one(
     return record
 
 
-def _write_summary(root: Path, records: list[dict]) -> None:
+def _write_summary(root: Path, records: list[dict], reference: dict) -> None:
     with open(root / "results.jsonl", "w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record) + "\n")
     text = (
         "One-shot pruning: test top-1 accuracy (%) without retraining, mean ± std over seeds.\n\n"
-        + results_table(records, metric="top1")
+        + results_table(records, metric="top1", reference=reference)
         + "\n"
     )
     if any("finetuned_top1" in r for r in records):

@@ -111,7 +111,7 @@ def run_prune_init(config: PruneInitConfig) -> dict:
                         device,
                     )
                 )
-    _write_summary(root, records)
+    _write_summary(root, records, config.reference)
     return {"run_dir": str(root), "table": str(root / "results.md")}
 
 
@@ -193,11 +193,11 @@ def _run_one(config, data, model, initial_state, sample, method, sparsity, seed,
     return record
 
 
-def _write_summary(root: Path, records: list[dict]) -> None:
+def _write_summary(root: Path, records: list[dict], reference: dict) -> None:
     with open(root / "results.jsonl", "w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record) + "\n")
-    table = results_table(records, metric="top1")
+    table = results_table(records, metric="top1", reference=reference)
     (root / "results.md").write_text(
         "Test top-1 accuracy (%) after training, mean ± std over seeds (final epoch).\n\n"
         + table

@@ -47,6 +47,9 @@ class SwapState:
         grads: (m, d) gradients G (F = GᵀG/m, undamped).
         removed: (d,) bool, True = in P.
         blocks: contiguous ranges covering [0, d); default one block.
+
+    Holds a contiguous copy of Gᵀ (d×m, so each weight's gradient vector is one row)
+    and one m-vector y_b per block; computes in G's dtype.
     """
 
     def __init__(
@@ -105,18 +108,18 @@ class SwapState:
     def swap_delta(self, i: int, js: Tensor) -> Tensor:
         """Exact change of L when i leaves P and each j of ``js`` joins it: β_j − γ_ij − α_i.
 
-        The arithmetic of alpha/beta/gamma fused into few operations (one gather of the
-        gradient rows), as it runs once per tried weight."""
+        The arithmetic of alpha/beta/gamma (all scaled by m here) with one gather of
+        the gradient rows, as it runs once per tried weight."""
         idx = torch.cat((torch.tensor([i], device=js.device), js))
         rows, blocks, w = self.grads_t[idx], self.block_of[idx], self.w[idx]
         fisher_u = (rows * self.y[blocks]).sum(1)  # m · (F u)
         same_block = blocks[1:] == blocks[0]
         fisher_ij = (rows[1:] @ rows[0]) * same_block  # m · F_ij
-        # terms[0] = α_i, terms[1:] = β_j, before the γ correction.
-        sign = torch.ones_like(w)
-        sign[0] = -1.0
-        terms = (2 * fisher_u + sign * w * self.fisher_diagonal_m[idx]) * w
-        return (terms[1:] - 2 * w[0] * w[1:] * fisher_ij - terms[0]) / self.num_samples
+        own = w * w * self.fisher_diagonal_m[idx]  # m · w² F_ii
+        alpha_i = 2 * w[0] * fisher_u[0] - own[0]
+        beta_j = 2 * w[1:] * fisher_u[1:] + own[1:]
+        gamma_ij = 2 * w[0] * w[1:] * fisher_ij
+        return (beta_j - gamma_ij - alpha_i) / self.num_samples
 
     def swap(self, i: int, j: int) -> None:
         """Move i out of P and j into P, updating y in O(m)."""

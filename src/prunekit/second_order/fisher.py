@@ -101,11 +101,13 @@ def estimate_bytes(
     m: int,
     dtype: torch.dtype = torch.float32,
     *,
+    method: Literal["auto", "woodbury", "explicit"] = "auto",
     include_grads: bool = False,
 ) -> int:
     """Bytes that inverting the blockwise Fisher needs: the stored factors of all blocks
     (m×m for a Woodbury block, B×B for an explicit one) plus the largest temporary
-    (Z = L⁻¹G chunk, or GᵀG before inversion). ``include_grads`` adds G itself (m×d)."""
+    (the m×m kernel or a chunk of Z = L⁻¹G; GᵀG and its Cholesky factor).
+    ``include_grads`` adds G itself (m×d)."""
     item = torch.empty((), dtype=dtype).element_size()
     stored = 0
     peak_temp = 0
@@ -113,12 +115,13 @@ def estimate_bytes(
     for start, end in blocks:
         size = end - start
         d += size
-        if choose_method(size, m) == "woodbury":
+        block_method = choose_method(size, m) if method == "auto" else method
+        if block_method == "woodbury":
             stored += m * m
-            peak_temp = max(peak_temp, m * min(size, _COLUMN_CHUNK))
+            peak_temp = max(peak_temp, m * m, m * min(size, _COLUMN_CHUNK))
         else:
             stored += size * size
-            peak_temp = max(peak_temp, size * size)
+            peak_temp = max(peak_temp, 2 * size * size)
     total = stored + peak_temp + (m * d if include_grads else 0)
     return total * item
 
@@ -201,7 +204,7 @@ class EmpiricalFisher:
         self.num_samples = m
         self.dim = d
         converts = grads.dtype != dtype
-        needed = estimate_bytes(self.blocks, m, dtype, include_grads=converts)
+        needed = estimate_bytes(self.blocks, m, dtype, method=method, include_grads=converts)
         check_memory(
             needed,
             memory_limit,

@@ -1,0 +1,106 @@
+"""GraSP (Wang, Zhang & Grosse 2020): gradient signal preservation, ``S = −θ ⊙ Hg``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from prunekit.errors import ConfigError
+from prunekit.methods.init._common import (
+    BatchesLike,
+    as_batches,
+    leaf_copies,
+    model_device,
+    resolve_params,
+    scoring_state,
+)
+from prunekit.methods.scores import Scores
+
+Loss = Callable[[Tensor, Tensor], Tensor]
+
+
+def _xavier_linear_weights(
+    model: nn.Module, generator: torch.Generator | None
+) -> dict[str, Tensor]:
+    """Fresh Xavier-normal weights for every ``nn.Linear`` (the scoring copy's only)."""
+    out = {}
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            weight = torch.empty_like(module.weight.detach())
+            nn.init.xavier_normal_(weight, generator=generator)
+            out[f"{module_name}.weight" if module_name else "weight"] = weight
+    return out
+
+
+def grasp_scores(
+    model: nn.Module,
+    batches: BatchesLike,
+    params: Iterable[str] | Mapping[str, Tensor] | None = None,
+    temperature: float = 200.0,
+    reinit_linear_xavier: bool = False,
+    chunk_size: int | None = None,
+    loss: Loss = F.cross_entropy,
+    generator: torch.Generator | None = None,
+) -> Scores:
+    """GraSP scores ``S = −θ ⊙ (H g)``; the **highest** are removed.
+
+    The loss is ``loss(logits / temperature, targets)`` (mean cross-entropy, T = 200).
+    ``g = Σ_c ∇L_c`` over the chunks ``c`` of the data, and ``Hg = Σ_c ∇(g · ∇L_c)``:
+    each chunk's double backward is done on its own, so memory is bounded by one
+    chunk. ``g`` and ``H`` are restricted to the scored parameters. ``batches`` is an
+    iterable of ``(inputs, targets)`` chunks (e.g. from the class-balanced sampler)
+    or one ``(inputs, targets)`` pair; ``chunk_size`` cuts every batch further,
+    taking every n-th sample so that a class-ordered sample keeps all classes in
+    every chunk.
+
+    Removing weight q alone changes ``‖g‖²`` by about ``2·S_q``, so removing the
+    largest S costs the least gradient flow. The model runs in train mode (batch
+    statistics); its modes, buffers, weights and ``.grad`` are left unchanged.
+    ``reinit_linear_xavier`` re-draws every Linear weight (Xavier normal, from
+    ``generator``) for scoring only, as the official code does on its copy; the
+    scores of those weights then use the re-drawn values. Randomness inside the
+    model (dropout) makes the two passes disagree: score with dropout-free models.
+    """
+    if temperature <= 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    chosen = resolve_params(model, params)
+    device = model_device(model)
+    leaves = leaf_copies(chosen)
+    overrides: dict[str, Tensor] = dict(leaves)
+    if reinit_linear_xavier:
+        for name, weight in _xavier_linear_weights(model, generator).items():
+            if name in leaves:
+                weight.requires_grad_(True)
+                leaves[name] = weight
+            overrides[name] = weight
+    chunks = as_batches(batches, chunk_size)
+    tensors = list(leaves.values())
+
+    def chunk_loss(inputs: Tensor, targets: Tensor) -> Tensor:
+        logits = functional_call(model, overrides, (inputs.to(device),))
+        return loss(logits / temperature, targets.to(device))
+
+    def grad(value: Tensor, create_graph: bool = False) -> tuple[Tensor, ...]:
+        return torch.autograd.grad(
+            value, tensors, create_graph=create_graph, allow_unused=True, materialize_grads=True
+        )
+
+    with scoring_state(model, train=True):
+        g = [torch.zeros_like(t) for t in tensors]
+        for inputs, targets in chunks:
+            for total, part in zip(g, grad(chunk_loss(inputs, targets)), strict=True):
+                total += part
+        hg = [torch.zeros_like(t) for t in tensors]
+        for inputs, targets in chunks:
+            grads = grad(chunk_loss(inputs, targets), create_graph=True)
+            z = sum((gd * gr).sum() for gd, gr in zip(g, grads, strict=True))
+            del grads
+            for total, part in zip(hg, grad(z), strict=True):
+                total += part
+            del z
+    values = {n: -(leaves[n].detach() * h) for n, h in zip(leaves, hg, strict=True)}
+    return Scores(values=values, remove="highest")
