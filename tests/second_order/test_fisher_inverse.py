@@ -83,6 +83,8 @@ def test_memory_estimate_and_limit():
     expected = (3 * m * m + m * 600) * item
     assert estimate_bytes(blocks, m, torch.float64) == expected
     assert estimate_bytes(blocks, m, torch.float64, include_grads=True) == expected + m * 1500 * 8
+    explicit = (600**2 + 400**2 + 500**2 + 2 * 600**2) * item
+    assert estimate_bytes(blocks, m, torch.float64, method="explicit") == explicit
     grads = torch.zeros(m, 1500, dtype=torch.float64)
     with pytest.raises(ResourceError, match="smaller blocks"):
         EmpiricalFisher(grads, 0.1, blocks, dtype=torch.float64, memory_limit=expected - 1)

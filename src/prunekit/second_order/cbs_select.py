@@ -26,7 +26,8 @@ until the next pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -173,23 +174,38 @@ def swap_pass(
     taken = torch.zeros(len(by_beta), dtype=torch.bool, device=by_beta.device)
     swaps = failures = 0
     # Weights ranked beyond the kept list's end plus the window have no partner.
-    for rank, i in enumerate(by_alpha[: len(by_beta) + rank_window].tolist()):
-        if failures >= max_failures:
-            break
-        lo, hi = max(0, rank - rank_window), min(len(by_beta), rank + rank_window + 1)
-        positions = torch.arange(lo, hi, device=by_beta.device)[~taken[lo:hi]]
-        if len(positions):
-            delta = state.swap_delta(i, by_beta[positions])
-            improving = (delta <= -swap_threshold).nonzero()
-            if len(improving):
-                position = int(positions[improving[0, 0]])
-                state.swap(i, int(by_beta[position]))
-                taken[position] = True
-                swaps += 1
-                continue
-        failures += 1
+    with _one_cpu_thread(state.w.device):
+        for rank, i in enumerate(by_alpha[: len(by_beta) + rank_window].tolist()):
+            if failures >= max_failures:
+                break
+            lo, hi = max(0, rank - rank_window), min(len(by_beta), rank + rank_window + 1)
+            positions = torch.arange(lo, hi, device=by_beta.device)[~taken[lo:hi]]
+            if len(positions):
+                delta = state.swap_delta(i, by_beta[positions])
+                improving = (delta <= -swap_threshold).nonzero()
+                if len(improving):
+                    position = int(positions[improving[0, 0]])
+                    state.swap(i, int(by_beta[position]))
+                    taken[position] = True
+                    swaps += 1
+                    continue
+            failures += 1
     state.refresh()
     return swaps
+
+
+@contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run the per-candidate loop on one intra-op thread on CPU: its operations are tiny
+    (about 2ρ rows of m numbers), and waking a thread pool for each costs more than it
+    saves (under CPU contention, tens of times more)."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def cbs_select(
