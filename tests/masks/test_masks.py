@@ -57,8 +57,9 @@ def test_exact_count_global_and_layerwise(sparsity, remove):
     mask = scores_to_mask(scores, sparsity, scope="global", remove=remove)
     assert mask.num_removed == round(sparsity * total)
     layerwise = scores_to_mask(scores, sparsity, scope="layerwise", remove=remove)
+    assert layerwise.num_removed == round(sparsity * total)
     for m in layerwise.values():
-        assert (~m).sum() == round(sparsity * m.numel())
+        assert int(sparsity * m.numel()) <= (~m).sum() <= int(sparsity * m.numel()) + 1
 
 
 def test_global_removes_the_right_end_and_per_layer_dict():

@@ -27,6 +27,21 @@ def count_to_remove(sparsity: float, total: int) -> int:
     return int(round(check_sparsity(sparsity) * total))
 
 
+def layerwise_counts(sparsity: float, sizes: list[int]) -> list[int]:
+    """Per-layer removal counts, each floor or ceil of s·d_l, summing to round(s·Σd_l).
+
+    The extra removals go to the layers with the largest fractional parts (ties: the
+    earlier layer)."""
+    total = count_to_remove(sparsity, sum(sizes))
+    exact = [sparsity * size for size in sizes]
+    counts = [int(e) for e in exact]
+    short = total - sum(counts)
+    by_remainder = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in by_remainder[:short]:
+        counts[i] += 1
+    return counts
+
+
 def _removal_order(values: Tensor, remove: RemoveEnd, frozen: Tensor | None) -> Tensor:
     """Flat indices ordered from first-to-remove to last, stable in position.
 
@@ -63,7 +78,9 @@ def scores_to_mask(
     """Mask removing exactly ``round(s·d)`` weights according to ``scores``.
 
     - ``scope="global"``: one ranking over all weights, ``sparsity`` a float.
-    - ``scope="layerwise"``: each tensor pruned to ``sparsity`` on its own.
+    - ``scope="layerwise"``: each tensor pruned to ``sparsity`` on its own; per-layer
+      counts are floor or ceil of s·d_l, apportioned by largest remainder so that the
+      total is exactly round(s·d), as at the other scopes.
     - ``scope="per_layer"``: ``sparsity`` maps names to their own sparsity; a name
       absent from the dictionary stays dense.
     Weights removed in ``previous`` stay removed (iterative pruning).
@@ -102,9 +119,13 @@ def scores_to_mask(
     else:
         raise ConfigError(f"scope must be 'global', 'layerwise' or 'per_layer', got {scope!r}")
 
+    counts = (
+        layerwise_counts(float(sparsity), [cpu[n].numel() for n in names])
+        if scope == "layerwise"
+        else [count_to_remove(per_layer[n], cpu[n].numel()) for n in names]
+    )
     out = Mask()
-    for n in names:
-        k = count_to_remove(per_layer[n], cpu[n].numel())
+    for n, k in zip(names, counts, strict=True):
         keep = _select(cpu[n], k, remove, frozen.get(n))
         out[n] = keep.reshape(scores[n].shape)
     return out

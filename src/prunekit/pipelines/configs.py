@@ -22,6 +22,7 @@ class CommonConfig:
     model: str = opt("lenet_300_100", "model name (see `prunekit models`)")
     model_kwargs: dict = opt({}, "extra model options as YAML, e.g. '{width: 2}'")
     dataset: str = opt("mnist", "dataset name (mnist, cifar10, cifar100, digits, ...)")
+    dataset_kwargs: dict = opt({}, "extra dataset options as YAML, e.g. '{num_samples: 256}'")
     data_dir: str | None = opt(None, "data folder (default: $PRUNEKIT_DATA, else ./data)")
     download: bool = opt(False, "download missing data files (needs internet)")
     batch_size: int = opt(128, "training batch size")

@@ -127,8 +127,11 @@ def run_oneshot(config: OneShotConfig) -> dict:
         augment=config.augment,
         download=config.download,
         train_subset=config.train_subset,
+        dataset_kwargs=config.dataset_kwargs,
     )
-    plain_train = get_dataset(config.dataset, root=config.data_dir, train=True, augment=False)
+    plain_train = get_dataset(
+        config.dataset, root=config.data_dir, train=True, augment=False, **config.dataset_kwargs
+    )
     trained = build_model(config.model, data.num_classes, config.model_kwargs, 0)
     load_weights(trained, config.checkpoint)
     trained.to(device).eval()

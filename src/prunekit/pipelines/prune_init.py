@@ -89,6 +89,7 @@ def run_prune_init(config: PruneInitConfig) -> dict:
             augment=config.augment,
             download=config.download,
             train_subset=config.train_subset,
+            dataset_kwargs=config.dataset_kwargs,
         )
         initial = build_model(config.model, data.num_classes, config.model_kwargs, seed)
         initial_state = {k: v.clone() for k, v in initial.state_dict().items()}

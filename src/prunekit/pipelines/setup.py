@@ -44,24 +44,30 @@ def build_data(
     augment: bool | None = None,
     download: bool = False,
     train_subset: int | None = None,
+    dataset_kwargs: dict | None = None,
 ) -> DataBundle:
     """Train and test sets and loaders; ``train_subset`` keeps the first n training
     samples of a seeded permutation (for quick runs)."""
-    train = get_dataset(dataset, root=data_dir, train=True, augment=augment, download=download)
-    test = get_dataset(dataset, root=data_dir, train=False, augment=False, download=download)
+    options = dict(dataset_kwargs or {})
+    train = get_dataset(
+        dataset, root=data_dir, train=True, augment=augment, download=download, **options
+    )
+    test = get_dataset(
+        dataset, root=data_dir, train=False, augment=False, download=download, **options
+    )
     if train_subset is not None:
         if not 0 < train_subset <= len(train):
             raise ConfigError(f"train_subset must be in [1, {len(train)}], got {train_subset}")
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
         train = Subset(train, order[:train_subset].tolist())
-    info = dataset_info(dataset)
+    info = dataset_info(dataset, **options)
     return DataBundle(
         train=train,
         test=test,
         train_loader=make_loader(train, batch_size=batch_size, shuffle=True, seed=seed),
         test_loader=make_loader(test, batch_size=test_batch_size, shuffle=False, seed=seed),
-        num_classes=info["num_classes"] if isinstance(info, dict) else info.num_classes,
-        input_shape=tuple(info["input_shape"] if isinstance(info, dict) else info.input_shape),
+        num_classes=info.num_classes,
+        input_shape=tuple(info.input_shape),
     )
 
 

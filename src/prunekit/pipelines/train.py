@@ -59,6 +59,7 @@ def run_train(config: TrainCommandConfig) -> dict:
         augment=config.augment,
         download=config.download,
         train_subset=config.train_subset,
+        dataset_kwargs=config.dataset_kwargs,
     )
     model = build_model(config.model, data.num_classes, config.model_kwargs, config.seed)
     if config.init_checkpoint:

@@ -1,0 +1,105 @@
+import math
+
+import pytest
+import torch
+
+from prunekit.errors import ConfigError
+from prunekit.masks import Mask, count_to_remove, exponential_schedule, scores_to_mask
+from prunekit.methods.init import (
+    INIT_METHODS,
+    get_init_method,
+    prune_iteratively,
+    random_scores,
+    score_and_mask,
+)
+from prunekit.methods.scores import Scores
+
+METHODS = ["random", "magnitude", "snip", "grasp", "synflow"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("rounds", [1, 3])
+def test_exact_counts_at_every_scope(tanh_bn_convnet, batches, method, rounds):
+    model = tanh_bn_convnet()
+    data = batches(2, 6, (2, 5, 5))
+    shapes = {n: p.numel() for n, p in model.named_parameters() if n.endswith("weight")}
+    shapes.pop("1.weight")  # batch norm is not prunable
+    total = sum(shapes.values())
+
+    mask = score_and_mask(method, model, 0.7, data=data, rounds=rounds)
+    assert mask.num_removed == count_to_remove(0.7, total)
+
+    mask = score_and_mask(method, model, 0.7, data=data, rounds=rounds, scope="layerwise")
+    # each layer removes floor or ceil of s·d_l, as prunekit.masks apportions them
+    reference = scores_to_mask({n: torch.zeros(d) for n, d in shapes.items()}, 0.7, "layerwise")
+    for name, size in shapes.items():
+        removed = int((~mask[name]).sum())
+        assert removed == int((~reference[name]).sum())
+        assert math.floor(0.7 * size) <= removed <= math.ceil(0.7 * size)
+
+    per_layer = {"0.weight": 0.5, "6.weight": 0.25}
+    mask = score_and_mask(method, model, per_layer, data=data, rounds=rounds, scope="per_layer")
+    assert int((~mask["0.weight"]).sum()) == count_to_remove(0.5, shapes["0.weight"])
+    assert int((~mask["3.weight"]).sum()) == 0
+    assert int((~mask["6.weight"]).sum()) == count_to_remove(0.25, shapes["6.weight"])
+
+
+def test_rounds_follow_schedule_and_pruned_weights_stay_pruned(relu_mlp_nobias, model_state):
+    snapshot, assert_unchanged = model_state
+    model = relu_mlp_nobias()
+    before = snapshot(model)
+    seen: list[Mask] = []
+    generator = torch.Generator().manual_seed(0)
+
+    def adversarial(scoring_model, names):
+        # record which weights the scoring copy has zeroed, then score removed weights
+        # highest so that, without `previous`, they would come back
+        seen.append(Mask({n: scoring_model.get_parameter(n).detach() != 0 for n in names}))
+        scores = random_scores(scoring_model, names, generator=generator)
+        for n in names:
+            scores.values[n][~seen[-1][n]] = 10.0
+        return scores
+
+    rounds, sparsity = 4, 0.9
+    final = prune_iteratively(adversarial, model, sparsity, rounds)
+    assert_unchanged(model, before)
+    d = final.num_total
+    schedule = exponential_schedule(sparsity, rounds)
+    assert seen[0].num_removed == 0
+    for j in range(1, rounds):
+        assert seen[j].num_removed == count_to_remove(schedule[j - 1], d)
+        for n in seen[j]:
+            assert not bool((seen[j][n] & ~seen[j - 1][n]).any()), "a pruned weight came back"
+    for n in final:
+        assert not bool((final[n] & ~seen[-1][n]).any())
+    assert final.num_removed == count_to_remove(sparsity, d)
+
+
+def test_iterative_synflow_prunes_more_evenly_than_one_round(relu_mlp_nobias):
+    model = relu_mlp_nobias()
+    one = score_and_mask("synflow", model, 0.8, rounds=1, input_shape=(6,))
+    many = score_and_mask("synflow", model, 0.8, input_shape=(6,))  # default 100 rounds
+    assert one.num_removed == many.num_removed
+    assert get_init_method("synflow").default_rounds == 100
+
+
+def test_registry_names_and_typos():
+    assert set(INIT_METHODS) == set(METHODS)
+    assert get_init_method("GraSP").name == "grasp"
+    with pytest.raises(ConfigError, match="known: random, magnitude, snip, grasp, synflow"):
+        get_init_method("grsp")
+    with pytest.raises(ConfigError, match="did you mean 'grasp'"):
+        get_init_method("grsp")
+
+
+def test_data_methods_need_data(relu_mlp_nobias):
+    with pytest.raises(ConfigError, match="data"):
+        score_and_mask("snip", relu_mlp_nobias(), 0.5)
+
+
+def test_score_fn_must_cover_every_parameter(relu_mlp_nobias):
+    def partial(model, names):
+        return Scores({names[0]: torch.zeros_like(model.get_parameter(names[0]))})
+
+    with pytest.raises(ConfigError, match="no scores"):
+        prune_iteratively(partial, relu_mlp_nobias(), 0.5, rounds=2)

@@ -1,0 +1,157 @@
+"""One-shot methods on a model: exact counts, removed weights exactly zero, the right
+update, against independent computations on a tiny network."""
+
+import pytest
+import torch
+from torch import nn
+
+from prunekit.errors import ConfigError
+from prunekit.masks import prunable_parameters
+from prunekit.methods.oneshot import CBSSettings, parse_method, prune_one_shot
+from prunekit.methods.oneshot.flat import flatten_weights
+from prunekit.second_order import EmpiricalFisher, per_sample_gradients
+
+
+def tiny_problem(seed=0, m=64):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 5, bias=False), nn.ReLU(), nn.Linear(5, 3))
+    model = model.double()
+    x = torch.randn(m, 6, dtype=torch.float64)
+    y = torch.randint(0, 3, (m,))
+    names = list(prunable_parameters(model))
+    grads = per_sample_gradients(model, names, x, y)
+    return model, names, x, y, grads
+
+
+def loss_fn_for(model, names, x, y):
+    import copy
+
+    scratch = copy.deepcopy(model)
+
+    def loss(flat):
+        start = 0
+        with torch.no_grad():
+            for n in names:
+                p = scratch.get_parameter(n)
+                p.copy_(flat[start : start + p.numel()].reshape(p.shape))
+                start += p.numel()
+            return float(nn.functional.cross_entropy(scratch(x), y))
+
+    return loss
+
+
+def test_parse_method_presets_and_pairs():
+    assert parse_method("cbs") == ("cbs_s", "cbs_u")
+    assert parse_method("woodfisher") == ("obs", "woodfisher")
+    assert parse_method("magnitude") == ("magnitude", "none")
+    assert parse_method("grasp+cbs_u") == ("grasp", "cbs_u")
+    assert parse_method("cbs-s") == ("cbs_s", "none")
+    with pytest.raises(ConfigError, match="selection"):
+        parse_method("magnitud")
+    with pytest.raises(ConfigError):
+        parse_method("magnitude+sgd")
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "magnitude",
+        "layerwise_magnitude",
+        "woodfisher",
+        "obs+cbs_u",
+        "cbs",
+        "cbs_s",
+        "magnitude+cbs_u",
+        "magnitude+woodfisher",
+    ],
+)
+@pytest.mark.parametrize("sparsity", [0.3, 0.7])
+def test_exact_count_and_removed_exactly_zero(method, sparsity):
+    model, names, x, y, grads = tiny_problem()
+    fisher = EmpiricalFisher(grads, damp=1e-3, dtype=torch.float64)
+    before = flatten_weights(model, names).clone()
+    result = prune_one_shot(
+        model,
+        names,
+        method,
+        sparsity,
+        fisher=fisher,
+        loss_of_weights=loss_fn_for(model, names, x, y),
+        cbs=CBSSettings(rmp_trials=3),
+        generator=torch.Generator().manual_seed(0),
+    )
+    d = before.numel()
+    assert result.mask.num_removed == round(sparsity * d)
+    for n in names:
+        assert torch.all(result.weights[n][~result.mask[n]] == 0)
+    assert torch.equal(flatten_weights(model, names), before), "the model must not change"
+
+
+def test_cbs_u_after_magnitude_equals_kkt_solution():
+    model, names, x, y, grads = tiny_problem(m=40)
+    damp = 1e-2
+    fisher = EmpiricalFisher(grads, damp=damp, dtype=torch.float64)
+    result = prune_one_shot(model, names, "magnitude+cbs_u", 0.5, fisher=fisher)
+    w = flatten_weights(model, names)
+    removed = torch.cat([~result.mask[n].reshape(-1) for n in names])
+    d, q = w.numel(), removed.nonzero().flatten()
+    F = damp * torch.eye(d, dtype=torch.float64) + grads.T @ grads / grads.shape[0]
+    E = torch.zeros(d, len(q), dtype=torch.float64)
+    E[q, torch.arange(len(q))] = 1.0
+    kkt = torch.zeros(d + len(q), d + len(q), dtype=torch.float64)
+    kkt[:d, :d], kkt[:d, d:], kkt[d:, :d] = F, E, E.T
+    rhs = torch.cat([torch.zeros(d, dtype=torch.float64), -w[q]])
+    delta = torch.linalg.solve(kkt, rhs)[:d]
+    new_w = torch.cat([result.weights[n].reshape(-1) for n in names])
+    torch.testing.assert_close(new_w, w + delta, atol=1e-9, rtol=1e-7)
+    predicted = 0.5 * delta @ F @ delta
+    assert result.info["predicted_loss_change"] == pytest.approx(float(predicted), rel=1e-6)
+
+
+def test_woodfisher_is_sum_of_single_weight_updates():
+    model, names, x, y, grads = tiny_problem(m=40)
+    fisher = EmpiricalFisher(grads, damp=1e-2, dtype=torch.float64)
+    result = prune_one_shot(model, names, "woodfisher", 0.4, fisher=fisher)
+    w = flatten_weights(model, names)
+    d = w.numel()
+    F = 1e-2 * torch.eye(d, dtype=torch.float64) + grads.T @ grads / grads.shape[0]
+    Finv = torch.linalg.inv(F)
+    removed = torch.cat([~result.mask[n].reshape(-1) for n in names])
+    saliency = w**2 / (2 * Finv.diag())
+    k = int(removed.sum())
+    assert set(torch.sort(saliency, stable=True).indices[:k].tolist()) == set(
+        removed.nonzero().flatten().tolist()
+    )
+    s = torch.zeros(d, dtype=torch.float64)
+    s[removed] = w[removed] / Finv.diag()[removed]
+    expected = w - Finv @ s
+    expected[removed] = 0
+    new_w = torch.cat([result.weights[n].reshape(-1) for n in names])
+    torch.testing.assert_close(new_w, expected)
+
+
+def test_cbs_needs_training_loss_and_fisher():
+    model, names, x, y, grads = tiny_problem()
+    with pytest.raises(ConfigError, match="Fisher"):
+        prune_one_shot(model, names, "cbs", 0.5)
+    fisher = EmpiricalFisher(grads, damp=1e-3, dtype=torch.float64)
+    with pytest.raises(ConfigError, match="training data"):
+        prune_one_shot(model, names, "cbs", 0.5, fisher=fisher)
+
+
+def test_cbs_never_worse_than_its_start_on_training_loss():
+    model, names, x, y, grads = tiny_problem(seed=3, m=128)
+    fisher = EmpiricalFisher(grads, damp=1e-3, dtype=torch.float64)
+    loss = loss_fn_for(model, names, x, y)
+    result = prune_one_shot(
+        model,
+        names,
+        "cbs_s",
+        0.6,
+        fisher=fisher,
+        loss_of_weights=loss,
+        cbs=CBSSettings(start="magnitude"),
+    )
+    start = prune_one_shot(model, names, "magnitude", 0.6)
+    flat = lambda r: torch.cat([r.weights[n].reshape(-1) for n in names])  # noqa: E731
+    assert loss(flat(result)) <= loss(flat(start)) + 1e-12
