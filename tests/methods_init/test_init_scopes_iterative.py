@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -75,12 +76,35 @@ def test_rounds_follow_schedule_and_pruned_weights_stay_pruned(relu_mlp_nobias, 
     assert final.num_removed == count_to_remove(sparsity, d)
 
 
-def test_iterative_synflow_prunes_more_evenly_than_one_round(relu_mlp_nobias):
+def test_synflow_defaults_to_100_rounds(relu_mlp_nobias, monkeypatch):
+    calls = []
+    synflow = INIT_METHODS["synflow"]
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return synflow.score(*args, **kwargs)
+
+    monkeypatch.setitem(INIT_METHODS, "synflow", dataclasses.replace(synflow, score=counting))
     model = relu_mlp_nobias()
+    many = score_and_mask("synflow", model, 0.8, input_shape=(6,))
+    assert len(calls) == 100
     one = score_and_mask("synflow", model, 0.8, rounds=1, input_shape=(6,))
-    many = score_and_mask("synflow", model, 0.8, input_shape=(6,))  # default 100 rounds
-    assert one.num_removed == many.num_removed
-    assert get_init_method("synflow").default_rounds == 100
+    assert len(calls) == 101
+    assert one.num_removed == many.num_removed == count_to_remove(0.8, one.num_total)
+
+
+@pytest.mark.parametrize("sparsity", [0.9, 0.97])
+def test_many_rounds_layerwise_on_small_layers(relu_mlp_nobias, sparsity):
+    # steps of the schedule smaller than one weight per layer must not trip the
+    # "already removed more than the target" check at any round
+    model = relu_mlp_nobias()
+    mask = score_and_mask(
+        "synflow", model, sparsity, rounds=100, scope="layerwise", input_shape=(6,)
+    )
+    sizes = {n: m.numel() for n, m in mask.items()}
+    reference = scores_to_mask({n: torch.zeros(d) for n, d in sizes.items()}, sparsity, "layerwise")
+    for name in sizes:
+        assert int((~mask[name]).sum()) == int((~reference[name]).sum())
 
 
 def test_registry_names_and_typos():

@@ -57,8 +57,8 @@ def prune_iteratively(
 
     ``score_fn(model, names)`` returns :class:`Scores` for the named parameters.
     After round j the density is ``(1 − s)^(j/r)`` (``exponential_schedule``); the
-    last round hits exactly ``round(s·d)`` removed weights (per layer for
-    ``scope="layerwise"`` / ``"per_layer"``). Between rounds the current mask is
+    last round removes exactly the count ``scores_to_mask`` gives at ``scope``
+    (``round(s·d)`` globally). Between rounds the current mask is
     applied to a scoring copy of the model (removed weights set to zero; ``model``
     itself is never modified), and weights removed in an earlier round stay removed.
     One round scores ``model`` directly, without a copy.
