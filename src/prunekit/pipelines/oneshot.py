@@ -22,12 +22,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
-from prunekit.data import get_dataset
+from prunekit.data import class_balanced_batches, get_dataset
 from prunekit.errors import ConfigError
 from prunekit.masks import check_sparsity, prunable_parameters, save_mask, sparsity_report
+from prunekit.methods.init import score_and_mask
 from prunekit.methods.oneshot import CBSSettings, needs_fisher, parse_method, prune_one_shot
 from prunekit.methods.oneshot.flat import layer_sizes
 from prunekit.pipelines.configs import OneShotConfig
+from prunekit.pipelines.prune_init import init_method_options
 from prunekit.pipelines.run_folder import prepare_run_folder, write_json
 from prunekit.pipelines.setup import build_data, build_model, load_weights, resolve_device
 from prunekit.pipelines.train import training_settings
@@ -233,18 +235,10 @@ def _folder(root: Path, method: str, sparsity: float, seed: int) -> Path:
     return root / method.replace("+", "_plus_") / f"sparsity-{sparsity:g}" / f"seed-{seed}"
 
 
-def _init_scores(config, model, sparsity, seed, plain_train, data, device):
-    def scores(selection: str):
-        from prunekit.data import class_balanced_batches
-        from prunekit.methods.init import score_and_mask
+def _init_scores(config, model, names, sparsity, seed, plain_train, device):
+    """Pruning-at-init scores of the trained model, on a class-balanced training sample."""
 
-        names = list(
-            prunable_parameters(
-                model,
-                keep_first_layer_dense=config.keep_first_layer_dense,
-                keep_classifier_dense=config.keep_classifier_dense,
-            )
-        )
+    def scores(selection: str):
         sample = class_balanced_batches(plain_train, config.samples_per_class, 1, seed=seed)
         return score_and_mask(
             selection,
@@ -252,8 +246,7 @@ def _init_scores(config, model, sparsity, seed, plain_train, data, device):
             sparsity,
             data=[(x.to(device), y.to(device)) for x, y in sample],
             params=names,
-            input_shape=data.input_shape,
-            generator=torch.Generator().manual_seed(seed),
+            **init_method_options(selection, seed),
         )
 
     return scores
@@ -286,7 +279,7 @@ def _run_one(
         sparsity,
         fisher=fisher,
         loss_of_weights=loss_of_weights,
-        init_scores=_init_scores(config, trained, sparsity, seed, plain_train, data, device),
+        init_scores=_init_scores(config, trained, names, sparsity, seed, plain_train, device),
         cbs=cbs,
         update_solver=config.update_solver,
         generator=torch.Generator().manual_seed(seed),

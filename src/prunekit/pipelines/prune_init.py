@@ -50,12 +50,14 @@ def _default_rounds(method: str, rounds: int | None) -> int:
     return 100 if method == "synflow" else 1
 
 
-def _method_options(method: str, config: PruneInitConfig) -> dict:
+def init_method_options(
+    method: str, seed: int, temperature: float = 200.0, reinit_linear_xavier: bool = False
+) -> dict:
+    """The keyword arguments each scoring method takes (a seeded generator for random)."""
     if method == "grasp":
-        return {
-            "temperature": config.grasp_temperature,
-            "reinit_linear_xavier": config.grasp_reinit_xavier,
-        }
+        return {"temperature": temperature, "reinit_linear_xavier": reinit_linear_xavier}
+    if method == "random":
+        return {"generator": torch.Generator().manual_seed(seed)}
     return {}
 
 
@@ -139,9 +141,9 @@ def _run_one(config, data, model, initial_state, sample, method, sparsity, seed,
             rounds=_default_rounds(method, config.rounds),
             scope=config.scope,
             params=params,
-            input_shape=data.input_shape,
-            generator=torch.Generator().manual_seed(seed),
-            **_method_options(method, config),
+            **init_method_options(
+                method, seed, config.grasp_temperature, config.grasp_reinit_xavier
+            ),
         )
         score_seconds = time.perf_counter() - started
         save_mask(mask, folder / "mask.pt")

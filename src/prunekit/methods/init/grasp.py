@@ -84,23 +84,43 @@ def grasp_scores(
         logits = functional_call(model, overrides, (inputs.to(device),))
         return loss(logits / temperature, targets.to(device))
 
-    def grad(value: Tensor, create_graph: bool = False) -> tuple[Tensor, ...]:
-        return torch.autograd.grad(
-            value, tensors, create_graph=create_graph, allow_unused=True, materialize_grads=True
+    def gradient_with_graph(inputs: Tensor, targets: Tensor) -> list[Tensor]:
+        grads = torch.autograd.grad(
+            chunk_loss(inputs, targets),
+            tensors,
+            create_graph=True,
+            allow_unused=True,
+            materialize_grads=True,
         )
+        return list(grads)
 
+    def take_grads() -> list[Tensor]:
+        out = [t.grad if t.grad is not None else torch.zeros_like(t) for t in tensors]
+        for t in tensors:
+            t.grad = None
+        return out
+
+    def accumulate_hg(g: list[Tensor], grads: list[Tensor]) -> None:
+        # z = g · ∇L_c; its gradient, accumulated into the leaves' .grad, is H_c g.
+        # The caller's list is emptied so that ∇L_c is freed before the backward.
+        z = sum((gd * gr).sum() for gd, gr in zip(g, grads, strict=True))
+        grads.clear()
+        if z.requires_grad:
+            z.backward(inputs=tensors)
+
+    *first, last = chunks
     with scoring_state(model, train=True):
-        g = [torch.zeros_like(t) for t in tensors]
-        for inputs, targets in chunks:
-            for total, part in zip(g, grad(chunk_loss(inputs, targets)), strict=True):
-                total += part
-        hg = [torch.zeros_like(t) for t in tensors]
-        for inputs, targets in chunks:
-            grads = grad(chunk_loss(inputs, targets), create_graph=True)
-            z = sum((gd * gr).sum() for gd, gr in zip(g, grads, strict=True))
-            del grads
-            for total, part in zip(hg, grad(z), strict=True):
-                total += part
-            del z
+        # g = Σ_c ∇L_c, accumulated in place; the last chunk's gradient keeps its graph
+        # so that its H_c g needs no second forward/backward
+        for inputs, targets in first:
+            chunk_loss(inputs, targets).backward(inputs=tensors)
+        g = take_grads()
+        last_grads = gradient_with_graph(*last)
+        for total, part in zip(g, last_grads, strict=True):
+            total += part.detach()
+        accumulate_hg(g, last_grads)
+        for inputs, targets in first:
+            accumulate_hg(g, gradient_with_graph(inputs, targets))
+        hg = take_grads()
     values = {n: -(leaves[n].detach() * h) for n, h in zip(leaves, hg, strict=True)}
     return Scores(values=values, remove="highest")
