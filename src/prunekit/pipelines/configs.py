@@ -125,6 +125,15 @@ class OneShotConfig(TrainingFields, CommonConfig):
     update_solver: str = opt(
         "auto", "CBS-U system", choices=["auto", "removed", "kept", "woodbury"]
     )
+    update_scale: float = opt(
+        1.0, "multiply the update's correction of the kept weights by this (1: the full update)"
+    )
+    update_scale_grid: list[float] = opt(
+        [], "choose the update scale among these by the real training loss (empty: update_scale)"
+    )
+    cbs_score_with_update: bool = opt(
+        False, "CBS-S: score RMP trials and passes by the training loss after the update"
+    )
     reference: dict = opt(
         {}, "published figures shown beside the results: label → {sparsity: value}"
     )

@@ -206,6 +206,9 @@ def _run_seed(config, seed, trained, names, plain_train, data, dense, dtype, roo
         patience=config.patience,
         start=config.cbs_start,
         rmp_trials=config.rmp_trials,
+        update_scale=config.update_scale,
+        update_scale_grid=tuple(config.update_scale_grid),
+        score_with_update=config.cbs_score_with_update,
     )
     records = list(records_done)
     for method, sparsity in pending:

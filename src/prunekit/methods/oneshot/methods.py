@@ -17,6 +17,7 @@ exact multi-weight OBS update). Presets: ``magnitude`` = magnitude+none, ``woodf
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -88,7 +89,23 @@ def needs_fisher(method: str) -> bool:
 
 @dataclass
 class CBSSettings:
-    """CBS-S settings; defaults are the CBS paper's (ε, ρ, τ, passes, patience, RMP trials)."""
+    """CBS settings. The CBS-S defaults are the CBS paper's (ε, ρ, τ, passes, patience,
+    RMP trials); the update defaults give the plain exact update.
+
+    Update options (they apply to any update, ``cbs_u`` or ``woodfisher``):
+
+    - ``update_scale``: the correction of the *kept* weights is multiplied by this
+      (the official CBS code's ``--scale-prune-update``; its published results use
+      1.0). Removed weights are exactly zero whatever the scale.
+    - ``update_scale_grid``: when non-empty, the scale is chosen among these values by
+      the real loss on training data (``loss_of_weights``): lowest loss, earliest on
+      ties; ``update_scale`` is then not used.
+    - ``score_with_update``: CBS-S scores every RMP trial and every pass by the real
+      training loss of the model *after* the method's update (with the scale rule
+      above) instead of with the removed weights simply zeroed, so the search keeps the
+      mask whose updated model is best on training data. Costs one update solve per
+      trial and pass: cheap at high sparsity (a small kept set) or for small m.
+    """
 
     swap_threshold: float = 1e-4
     rank_window: int = 10
@@ -97,10 +114,16 @@ class CBSSettings:
     patience: int = 5
     start: str = "rmp"
     rmp_trials: int = 50
+    update_scale: float = 1.0
+    update_scale_grid: tuple[float, ...] = ()
+    score_with_update: bool = False
 
     def __post_init__(self) -> None:
         if self.start not in ("rmp", "magnitude"):
             raise ConfigError(f"CBS start must be 'rmp' or 'magnitude', got {self.start!r}")
+        self.update_scale_grid = tuple(float(a) for a in self.update_scale_grid)
+        if not all(math.isfinite(a) for a in (self.update_scale, *self.update_scale_grid)):
+            raise ConfigError("update scales must be finite numbers")
 
 
 @dataclass
@@ -152,7 +175,9 @@ def prune_one_shot(
     elif selection == "obs":
         removed = woodfisher_select(w.to(fisher.dtype), fisher, k).cpu()
     elif selection == "cbs_s":
-        removed = _cbs_selection(w, k, fisher, loss_of_weights, cbs, generator, info)
+        removed = _cbs_selection(
+            w, k, fisher, loss_of_weights, cbs, generator, info, update, update_solver
+        )
     else:
         if init_scores is None:
             raise ConfigError(f"selection {selection!r} needs a scoring function")
@@ -162,15 +187,10 @@ def prune_one_shot(
         raise AssertionError(f"selection removed {int(removed.sum())} weights, expected {k}")
 
     started = time.perf_counter()
-    if update == "none":
-        new_w = w * ~removed.to(w.device)
-        info["predicted_loss_change"] = None
-    else:
-        solve = woodfisher_update if update == "woodfisher" else _cbs_u(update_solver)
-        result = solve(w.to(fisher.dtype), fisher, removed.to(fisher.device))
-        new_w = result.weights.to(w.dtype).cpu()
-        new_w[removed] = 0.0
-        info["predicted_loss_change"] = result.loss_change
+    new_w, update_info = _apply_update(
+        w, removed, update, fisher, update_solver, cbs, loss_of_weights
+    )
+    info.update(update_info)
     info["update_seconds"] = time.perf_counter() - started
     return OneShotResult(
         mask=mask_from_removed(removed, model, names),
@@ -183,24 +203,72 @@ def _cbs_u(solver: str):
     return lambda w, fisher, removed: cbs_update(w, fisher, removed, solver=solver)
 
 
-def _cbs_selection(w, k, fisher, loss_of_weights, settings, generator, info) -> Tensor:
-    """RMP (or magnitude) start, then the pairwise-swap search scored by the real loss."""
+def _apply_update(
+    w: Tensor,
+    removed: Tensor,
+    update: str,
+    fisher: EmpiricalFisher | None,
+    solver: str,
+    settings: CBSSettings,
+    loss_of_weights: Callable[[Tensor], float] | None,
+) -> tuple[Tensor, dict]:
+    """The new prunable weights (removed ones exactly zero) after ``update``, with the
+    kept weights' correction scaled by ``settings.update_scale`` or by the scale of
+    ``settings.update_scale_grid`` with the lowest training loss."""
+    keep = ~removed.to(w.device)
+    if update == "none":
+        return w * keep, {"predicted_loss_change": None}
+    solve = woodfisher_update if update == "woodfisher" else _cbs_u(solver)
+    result = solve(w.to(fisher.dtype), fisher, removed.to(fisher.device))
+    correction = result.delta.to(w.dtype).cpu()
+
+    def weights_at(scale: float) -> Tensor:
+        return (w + scale * correction) * keep
+
+    info: dict = {}
+    scale = settings.update_scale
+    if settings.update_scale_grid:
+        if loss_of_weights is None:
+            raise ConfigError("update_scale_grid needs loss_of_weights: the loss on training data")
+        losses = [float(loss_of_weights(weights_at(a))) for a in settings.update_scale_grid]
+        best = min(range(len(losses)), key=lambda i: (losses[i], i))
+        scale = settings.update_scale_grid[best]
+        info["update_scale_losses"] = dict(zip(settings.update_scale_grid, losses, strict=True))
+    new_w = weights_at(scale)
+    if scale == 1.0:
+        predicted = result.loss_change
+    else:
+        predicted = 0.5 * float(fisher.quadratic((new_w - w).to(fisher.dtype).to(fisher.device)))
+    info.update(update_scale=scale, predicted_loss_change=predicted)
+    return new_w, info
+
+
+def _cbs_selection(
+    w, k, fisher, loss_of_weights, settings, generator, info, update, solver
+) -> Tensor:
+    """RMP (or magnitude) start, then the pairwise-swap search scored by the real loss
+    on training data: of the weights with the removed ones zeroed, or (with
+    ``settings.score_with_update``) of the weights after the method's update."""
     if loss_of_weights is None:
         raise ConfigError("CBS-S needs loss_of_weights: the real loss on training data")
+    scored_update = update if settings.score_with_update else "none"
 
-    def loss_without_update(removed: Tensor) -> float:
-        return float(loss_of_weights(w * ~removed.to(w.device)))
+    def loss_of_mask(removed: Tensor) -> float:
+        new_w, _ = _apply_update(
+            w, removed, scored_update, fisher, solver, settings, loss_of_weights
+        )
+        return float(loss_of_weights(new_w))
 
     wf = w.to(fisher.dtype).to(fisher.device)
     if settings.start == "rmp":
-        start = rmp_start(wf, k, settings.rmp_trials, generator, loss_without_update)
+        start = rmp_start(wf, k, settings.rmp_trials, generator, loss_of_mask)
     else:
         start = global_magnitude_selection(wf, k)
     result = cbs_select(
         wf,
         fisher.grads,
         start,
-        loss_without_update,
+        loss_of_mask,
         blocks=fisher.blocks,
         swap_threshold=settings.swap_threshold,
         rank_window=settings.rank_window,
@@ -208,6 +276,7 @@ def _cbs_selection(w, k, fisher, loss_of_weights, settings, generator, info) -> 
         max_passes=settings.max_passes,
         patience=settings.patience,
     )
+    info["cbs_scored_with_update"] = scored_update != "none"
     info["cbs_best_pass"] = result.best_pass
     info["cbs_passes"] = len(result.history) - 1
     info["cbs_history"] = [

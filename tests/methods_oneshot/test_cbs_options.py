@@ -1,0 +1,208 @@
+"""CBS options: the update scale, the scale chosen on training loss, and CBS-S scored with
+the update applied, against independent dense computations on a tiny network."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from prunekit.errors import ConfigError
+from prunekit.masks import prunable_parameters
+from prunekit.methods.oneshot import CBSSettings, prune_one_shot
+from prunekit.methods.oneshot.flat import flatten_weights
+from prunekit.pipelines.configs import OneShotConfig
+from prunekit.second_order import EmpiricalFisher, per_sample_gradients
+
+DAMP = 1e-2
+
+
+def tiny_problem(seed=0, m=48):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 5, bias=False), nn.ReLU(), nn.Linear(5, 3))
+    model = model.double()
+    x = torch.randn(m, 6, dtype=torch.float64)
+    y = torch.randint(0, 3, (m,))
+    names = list(prunable_parameters(model))
+    grads = per_sample_gradients(model, names, x, y)
+    return model, names, x, y, grads
+
+
+def training_loss(model, names, x, y):
+    scratch = copy.deepcopy(model)
+
+    def loss(flat):
+        start = 0
+        with torch.no_grad():
+            for n in names:
+                p = scratch.get_parameter(n)
+                p.copy_(flat[start : start + p.numel()].reshape(p.shape))
+                start += p.numel()
+            return float(nn.functional.cross_entropy(scratch(x), y))
+
+    return loss
+
+
+def flat_of(result, names):
+    return torch.cat([result.weights[n].reshape(-1) for n in names])
+
+
+def removed_of(result, names):
+    return torch.cat([~result.mask[n].reshape(-1) for n in names])
+
+
+def dense_obs_correction(w, grads, removed):
+    """δ of the exact multi-weight OBS update from the dense KKT system
+    [F E; Eᵀ 0][δ; μ] = [0; −w_Q], F = λI + GᵀG/m."""
+    d, q = w.numel(), removed.nonzero().flatten()
+    fisher = DAMP * torch.eye(d, dtype=torch.float64) + grads.T @ grads / grads.shape[0]
+    e = torch.zeros(d, len(q), dtype=torch.float64)
+    e[q, torch.arange(len(q))] = 1.0
+    kkt = torch.zeros(d + len(q), d + len(q), dtype=torch.float64)
+    kkt[:d, :d], kkt[:d, d:], kkt[d:, :d] = fisher, e, e.T
+    rhs = torch.cat([torch.zeros(d, dtype=torch.float64), -w[q]])
+    return torch.linalg.solve(kkt, rhs)[:d], fisher
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.5, 1.0, 1.3])
+def test_update_scale_multiplies_the_kept_weights_correction(scale):
+    model, names, x, y, grads = tiny_problem()
+    fisher = EmpiricalFisher(grads, damp=DAMP, dtype=torch.float64)
+    result = prune_one_shot(
+        model,
+        names,
+        "magnitude+cbs_u",
+        0.5,
+        fisher=fisher,
+        cbs=CBSSettings(update_scale=scale),
+    )
+    w = flatten_weights(model, names)
+    removed = removed_of(result, names)
+    delta, dense_fisher = dense_obs_correction(w, grads, removed)
+    expected = (w + scale * delta) * ~removed
+    new_w = flat_of(result, names)
+    torch.testing.assert_close(new_w, expected, atol=1e-9, rtol=1e-7)
+    assert torch.all(new_w[removed] == 0)
+    change = new_w - w
+    predicted = 0.5 * change @ dense_fisher @ change
+    assert result.info["update_scale"] == scale
+    assert result.info["predicted_loss_change"] == pytest.approx(float(predicted), rel=1e-6)
+
+
+def test_update_scale_zero_equals_no_update():
+    model, names, x, y, grads = tiny_problem()
+    fisher = EmpiricalFisher(grads, damp=DAMP, dtype=torch.float64)
+    scaled = prune_one_shot(
+        model, names, "magnitude+woodfisher", 0.6, fisher=fisher, cbs=CBSSettings(update_scale=0)
+    )
+    plain = prune_one_shot(model, names, "magnitude", 0.6)
+    torch.testing.assert_close(flat_of(scaled, names), flat_of(plain, names))
+
+
+def test_update_scale_grid_picks_the_lowest_training_loss():
+    model, names, x, y, grads = tiny_problem(seed=2)
+    fisher = EmpiricalFisher(grads, damp=DAMP, dtype=torch.float64)
+    loss = training_loss(model, names, x, y)
+    grid = (0.0, 0.25, 0.5, 0.75, 1.0)
+    result = prune_one_shot(
+        model,
+        names,
+        "magnitude+cbs_u",
+        0.7,
+        fisher=fisher,
+        loss_of_weights=loss,
+        cbs=CBSSettings(update_scale=7.0, update_scale_grid=grid),
+    )
+    w = flatten_weights(model, names)
+    removed = removed_of(result, names)
+    delta, _ = dense_obs_correction(w, grads, removed)
+    losses = [loss((w + a * delta) * ~removed) for a in grid]
+    best = grid[min(range(len(grid)), key=lambda i: losses[i])]
+    assert result.info["update_scale"] == best
+    assert list(result.info["update_scale_losses"]) == list(grid)
+    for a, value in zip(grid, losses, strict=True):
+        assert result.info["update_scale_losses"][a] == pytest.approx(value, rel=1e-9)
+    torch.testing.assert_close(flat_of(result, names), (w + best * delta) * ~removed)
+
+
+def test_update_scale_grid_needs_training_loss_and_finite_scales():
+    model, names, x, y, grads = tiny_problem()
+    fisher = EmpiricalFisher(grads, damp=DAMP, dtype=torch.float64)
+    with pytest.raises(ConfigError, match="training data"):
+        prune_one_shot(
+            model,
+            names,
+            "magnitude+cbs_u",
+            0.5,
+            fisher=fisher,
+            cbs=CBSSettings(update_scale_grid=(0.5, 1.0)),
+        )
+    with pytest.raises(ConfigError, match="finite"):
+        CBSSettings(update_scale=float("nan"))
+
+
+@pytest.mark.parametrize("with_update", [False, True])
+def test_cbs_search_scores_masks_with_or_without_the_update(with_update):
+    model, names, x, y, grads = tiny_problem(seed=3, m=96)
+    fisher = EmpiricalFisher(grads, damp=DAMP, dtype=torch.float64)
+    loss = training_loss(model, names, x, y)
+    seen = []
+
+    def recording_loss(flat):
+        seen.append(flat.clone())
+        return loss(flat)
+
+    settings = CBSSettings(rmp_trials=4, score_with_update=with_update)
+    result = prune_one_shot(
+        model,
+        names,
+        "cbs",
+        0.6,
+        fisher=fisher,
+        loss_of_weights=recording_loss,
+        cbs=settings,
+        generator=torch.Generator().manual_seed(0),
+    )
+    w = flatten_weights(model, names)
+    removed = removed_of(result, names)
+    d = w.numel()
+    assert int(removed.sum()) == round(0.6 * d)
+    assert result.info["cbs_scored_with_update"] is with_update
+    # The search's best score is the training loss of the weights the method returns
+    # (with the update) or of the weights with the removed ones zeroed (without).
+    history = result.info["cbs_history"]
+    best_loss = history[[h["pass"] for h in history].index(result.info["cbs_best_pass"])]["loss"]
+    delta, _ = dense_obs_correction(w, grads, removed)
+    scored = (w + delta) * ~removed if with_update else w * ~removed
+    assert best_loss == pytest.approx(loss(scored), rel=1e-9)
+    # Every scored vector zeroes exactly the masks' removed count; with the update the
+    # kept weights moved, without it they are the trained ones.
+    for flat in seen[: settings.rmp_trials]:
+        zero = flat == 0
+        assert int(zero.sum()) >= round(0.6 * d)
+        moved = not torch.equal(flat[~zero], w[~zero])
+        assert moved is with_update
+
+
+def test_cbs_score_with_update_never_worse_than_its_start_after_update():
+    model, names, x, y, grads = tiny_problem(seed=5, m=96)
+    fisher = EmpiricalFisher(grads, damp=DAMP, dtype=torch.float64)
+    loss = training_loss(model, names, x, y)
+    common = dict(fisher=fisher, loss_of_weights=loss)
+    searched = prune_one_shot(
+        model,
+        names,
+        "cbs",
+        0.7,
+        cbs=CBSSettings(start="magnitude", score_with_update=True),
+        **common,
+    )
+    start = prune_one_shot(model, names, "magnitude+cbs_u", 0.7, **common)
+    assert loss(flat_of(searched, names)) <= loss(flat_of(start, names)) + 1e-12
+
+
+def test_oneshot_config_has_the_update_options():
+    config = OneShotConfig()
+    assert config.update_scale == 1.0
+    assert config.update_scale_grid == []
+    assert config.cbs_score_with_update is False
