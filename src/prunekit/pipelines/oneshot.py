@@ -14,13 +14,14 @@ import copy
 import json
 import logging
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from prunekit.data import class_balanced_batches, get_dataset
 from prunekit.errors import ConfigError
@@ -31,7 +32,13 @@ from prunekit.methods.oneshot.flat import layer_sizes
 from prunekit.pipelines.configs import OneShotConfig
 from prunekit.pipelines.prune_init import init_method_options
 from prunekit.pipelines.run_folder import prepare_run_folder, write_json
-from prunekit.pipelines.setup import build_data, build_model, load_weights, resolve_device
+from prunekit.pipelines.setup import (
+    DataBundle,
+    build_data,
+    build_model,
+    load_weights,
+    resolve_device,
+)
 from prunekit.pipelines.train import training_settings
 from prunekit.reports import results_table
 from prunekit.second_order import (
@@ -147,17 +154,53 @@ def run_oneshot(config: OneShotConfig) -> dict:
     dense = evaluate(trained, data.test_loader, device, num_classes=data.num_classes)
     logger.info("dense model: test top1 %.2f, loss %.4f", dense["top1"], dense["loss"])
     write_json(root / "dense.json", dense)
-    dtype = torch.float64 if config.fisher_dtype == "float64" else torch.float32
+    run = _Run(
+        config=config,
+        trained=trained,
+        names=names,
+        plain_train=plain_train,
+        data=data,
+        dense=dense,
+        root=root,
+        device=device,
+        dtype=torch.float64 if config.fisher_dtype == "float64" else torch.float32,
+    )
     records = []
     for seed in config.seeds:
-        records.extend(
-            _run_seed(config, seed, trained, names, plain_train, data, dense, dtype, root, device)
-        )
+        records.extend(_run_seed(run, seed))
     _write_summary(root, records, config.reference)
     return {"run_dir": str(root), "table": str(root / "results.md")}
 
 
-def _run_seed(config, seed, trained, names, plain_train, data, dense, dtype, root, device):
+@dataclass
+class _Run:
+    """What every (seed, method, sparsity) of one ``prune`` call shares."""
+
+    config: OneShotConfig
+    trained: nn.Module
+    names: list[str]
+    plain_train: Dataset
+    data: DataBundle
+    dense: dict
+    root: Path
+    device: torch.device
+    dtype: torch.dtype
+
+
+@dataclass
+class _SeedState:
+    """What the runs of one seed share: the Fisher of its gradient sample, its loss."""
+
+    seed: int
+    fisher: EmpiricalFisher | None
+    loss_of_weights: Callable[[Tensor], float]
+    gradient_seconds: float
+    cbs: CBSSettings
+
+
+def _run_seed(run: _Run, seed: int) -> list[dict]:
+    config, trained, names, plain_train = run.config, run.trained, run.names, run.plain_train
+    root, device = run.root, run.device
     pending = [
         (method, sparsity)
         for method in config.methods
@@ -189,7 +232,7 @@ def _run_seed(config, seed, trained, names, plain_train, data, dense, dtype, roo
             grads = minibatch_gradients(trained, names, x, y, config.fisher_batch_size)
         gradient_seconds = time.perf_counter() - started
         blocks = fisher_blocks(config.fisher_blocks, layer_sizes(trained, names))
-        fisher = EmpiricalFisher(grads, config.damp, blocks, dtype=dtype)
+        fisher = EmpiricalFisher(grads, config.damp, blocks, dtype=run.dtype)
         logger.info(
             "seed %d: %d gradients of %d weights in %.1fs, %d Fisher block(s)",
             seed,
@@ -210,27 +253,10 @@ def _run_seed(config, seed, trained, names, plain_train, data, dense, dtype, roo
         update_scale_grid=tuple(config.update_scale_grid),
         score_with_update=config.cbs_score_with_update,
     )
+    state = _SeedState(seed, fisher, loss_of_weights, gradient_seconds, cbs)
     records = list(records_done)
     for method, sparsity in pending:
-        records.append(
-            _run_one(
-                config,
-                method,
-                sparsity,
-                seed,
-                trained,
-                names,
-                fisher,
-                loss_of_weights,
-                cbs,
-                data,
-                dense,
-                gradient_seconds,
-                root,
-                device,
-                plain_train,
-            )
-        )
+        records.append(_run_one(run, state, method, sparsity))
     return records
 
 
@@ -255,24 +281,10 @@ def _init_scores(config, model, names, sparsity, seed, plain_train, device):
     return scores
 
 
-def _run_one(
-    config,
-    method,
-    sparsity,
-    seed,
-    trained,
-    names,
-    fisher,
-    loss_of_weights,
-    cbs,
-    data,
-    dense,
-    gradient_seconds,
-    root,
-    device,
-    plain_train,
-):
-    folder = _folder(root, method, sparsity, seed)
+def _run_one(run: _Run, state: _SeedState, method: str, sparsity: float) -> dict:
+    config, trained, names, data, device = run.config, run.trained, run.names, run.data, run.device
+    seed, fisher, loss_of_weights = state.seed, state.fisher, state.loss_of_weights
+    folder = _folder(run.root, method, sparsity, seed)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     result = prune_one_shot(
@@ -282,8 +294,8 @@ def _run_one(
         sparsity,
         fisher=fisher,
         loss_of_weights=loss_of_weights,
-        init_scores=_init_scores(config, trained, names, sparsity, seed, plain_train, device),
-        cbs=cbs,
+        init_scores=_init_scores(config, trained, names, sparsity, seed, run.plain_train, device),
+        cbs=state.cbs,
         update_solver=config.update_solver,
         generator=torch.Generator().manual_seed(seed),
     )
@@ -312,8 +324,8 @@ def _run_one(
         "top1": metrics["top1"],
         "loss": metrics["loss"],
         "train_loss": train_loss,
-        "dense_top1": dense["top1"],
-        "gradient_seconds": gradient_seconds,
+        "dense_top1": run.dense["top1"],
+        "gradient_seconds": state.gradient_seconds,
         "prune_seconds": prune_seconds,
         "collapsed_layers": report.collapsed_layers,
         **info,
@@ -324,7 +336,7 @@ def _run_one(
         sparsity,
         seed,
         metrics["top1"],
-        dense["top1"],
+        run.dense["top1"],
         info["removed"],
         info["prunable"],
         prune_seconds,
