@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,13 +31,13 @@ from prunekit.methods.oneshot import CBSSettings, needs_fisher, parse_method, pr
 from prunekit.methods.oneshot.flat import layer_sizes
 from prunekit.pipelines.configs import OneShotConfig
 from prunekit.pipelines.prune_init import init_method_options
-from prunekit.pipelines.run_folder import prepare_run_folder, write_json
+from prunekit.pipelines.run_folder import write_json
 from prunekit.pipelines.setup import (
     DataBundle,
     build_data,
     build_model,
     load_weights,
-    resolve_device,
+    start_run,
 )
 from prunekit.pipelines.train import training_settings
 from prunekit.reports import results_table
@@ -122,11 +122,8 @@ def make_loss_of_weights(model: nn.Module, names: list[str], x: Tensor, y: Tenso
 def run_oneshot(config: OneShotConfig) -> dict:
     """Run every (seed, method, sparsity); returns where the results are."""
     check_config(config)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    root = Path(config.run_dir or Path("runs") / "prune" / f"{config.model}-{config.dataset}")
-    prepare_run_folder(root, "prune", asdict(config), None)
+    default_dir = Path("runs") / "prune" / f"{config.model}-{config.dataset}"
+    device, root = start_run(config, "prune", default_dir)
     data = build_data(
         config.dataset,
         config.data_dir,

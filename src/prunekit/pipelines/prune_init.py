@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -29,8 +28,8 @@ from prunekit.masks import (
 )
 from prunekit.methods.init import get_init_method, score_and_mask
 from prunekit.pipelines.configs import PruneInitConfig
-from prunekit.pipelines.run_folder import prepare_run_folder, write_json
-from prunekit.pipelines.setup import build_data, build_model, resolve_device
+from prunekit.pipelines.run_folder import write_json
+from prunekit.pipelines.setup import build_data, build_model, start_run
 from prunekit.pipelines.train import training_settings
 from prunekit.reports import results_table
 from prunekit.training import fit
@@ -75,11 +74,9 @@ def check_config(config: PruneInitConfig) -> None:
 def run_prune_init(config: PruneInitConfig) -> dict:
     """Run every (seed, method, sparsity) and return the result records."""
     check_config(config)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    root = Path(config.run_dir or Path("runs") / "prune-init" / f"{config.model}-{config.dataset}")
-    prepare_run_folder(root, "prune-init", asdict(config), None)
+    device, root = start_run(
+        config, "prune-init", Path("runs") / "prune-init" / f"{config.model}-{config.dataset}"
+    )
     records = []
     for seed in config.seeds:
         data = build_data(

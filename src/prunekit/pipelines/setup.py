@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -11,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from prunekit.data import dataset_info, get_dataset, make_loader
 from prunekit.errors import ConfigError
 from prunekit.models import create_model
+from prunekit.pipelines.run_folder import prepare_run_folder
 
 
 def resolve_device(name: str) -> torch.device:
@@ -96,3 +98,13 @@ def load_weights(model: nn.Module, path: str) -> nn.Module:
         )
     model.load_state_dict(state)
     return model
+
+
+def start_run(config, command: str, default_dir: Path) -> tuple[torch.device, Path]:
+    """Apply ``config.threads``, resolve the device and write the run folder's config."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    root = Path(config.run_dir) if config.run_dir else default_dir
+    prepare_run_folder(root, command, asdict(config), None)
+    return device, root

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,7 @@ from prunekit.methods.init._common import (
     resolve_params,
     scoring_state,
 )
+from prunekit.methods.init._double_backward import CheapDoubleBackward
 from prunekit.methods.scores import Scores
 
 Loss = Callable[[Tensor, Tensor], Tensor]
@@ -45,6 +47,7 @@ def grasp_scores(
     chunk_size: int | None = None,
     loss: Loss = F.cross_entropy,
     generator: torch.Generator | None = None,
+    fast_hvp: bool = True,
 ) -> Scores:
     """GraSP scores ``S = −θ ⊙ (H g)``; the **highest** are removed.
 
@@ -64,6 +67,10 @@ def grasp_scores(
     ``generator``) for scoring only, as the official code does on its copy; the
     scores of those weights then use the re-drawn values. Randomness inside the
     model (dropout) makes the two passes disagree: score with dropout-free models.
+
+    ``fast_hvp`` routes convolutions and batch norm through Functions with cheaper
+    second derivatives (same values; see ``_double_backward``); turn it off to use
+    PyTorch's own double backward everywhere.
     """
     if temperature <= 0:
         raise ConfigError(f"temperature must be > 0, got {temperature}")
@@ -101,15 +108,17 @@ def grasp_scores(
         return out
 
     def accumulate_hg(g: list[Tensor], grads: list[Tensor]) -> None:
-        # z = g · ∇L_c; its gradient, accumulated into the leaves' .grad, is H_c g.
-        # The caller's list is emptied so that ∇L_c is freed before the backward.
-        z = sum((gd * gr).sum() for gd, gr in zip(g, grads, strict=True))
+        # the gradient of z = g · ∇L_c is H_c g, accumulated into the leaves' .grad;
+        # ∇L_c is released before the backward (z's graph keeps only g)
+        pairs = [(gr, gd) for gr, gd in zip(grads, g, strict=True) if gr.requires_grad]
         grads.clear()
-        if z.requires_grad:
+        if pairs:
+            z = sum(torch.dot(gd.reshape(-1), gr.reshape(-1)) for gr, gd in pairs)
+            del pairs
             z.backward(inputs=tensors)
 
     *first, last = chunks
-    with scoring_state(model, train=True):
+    with scoring_state(model, train=True), CheapDoubleBackward() if fast_hvp else nullcontext():
         # g = Σ_c ∇L_c, accumulated in place; the last chunk's gradient keeps its graph
         # so that its H_c g needs no second forward/backward
         for inputs, targets in first:
