@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from prunekit.data import dataset_info, get_dataset, make_loader
 from prunekit.errors import ConfigError
 from prunekit.models import create_model
+from prunekit.models.registry import get_model_factory
 from prunekit.pipelines.run_folder import prepare_run_folder
 
 
@@ -37,6 +38,12 @@ class DataBundle:
     input_shape: tuple[int, ...]
 
 
+def check_names(model: str, dataset: str) -> None:
+    """Fail fast, before any data is read, on an unknown model or dataset name."""
+    get_model_factory(model)
+    dataset_info(dataset)
+
+
 def build_data(
     dataset: str,
     data_dir: str | None,
@@ -51,6 +58,7 @@ def build_data(
     """Train and test sets and loaders; ``train_subset`` keeps the first n training
     samples of a seeded permutation (for quick runs)."""
     options = dict(dataset_kwargs or {})
+    info = dataset_info(dataset, **options)  # unknown names fail here, before any reading
     train = get_dataset(
         dataset, root=data_dir, train=True, augment=augment, download=download, **options
     )
@@ -62,7 +70,6 @@ def build_data(
             raise ConfigError(f"train_subset must be in [1, {len(train)}], got {train_subset}")
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
         train = Subset(train, order[:train_subset].tolist())
-    info = dataset_info(dataset, **options)
     return DataBundle(
         train=train,
         test=test,
@@ -101,7 +108,8 @@ def load_weights(model: nn.Module, path: str) -> nn.Module:
 
 
 def start_run(config, command: str, default_dir: Path) -> tuple[torch.device, Path]:
-    """Apply ``config.threads``, resolve the device and write the run folder's config."""
+    """Check names, apply ``config.threads``, resolve the device, write the run's config."""
+    check_names(config.model, config.dataset)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)

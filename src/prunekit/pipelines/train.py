@@ -12,7 +12,13 @@ from prunekit.errors import ConfigError
 from prunekit.masks import load_mask, sparsity_report
 from prunekit.pipelines.configs import EvalCommandConfig, TrainCommandConfig, TrainingFields
 from prunekit.pipelines.run_folder import prepare_run_folder, write_json
-from prunekit.pipelines.setup import build_data, build_model, load_weights, resolve_device
+from prunekit.pipelines.setup import (
+    build_data,
+    build_model,
+    check_names,
+    load_weights,
+    resolve_device,
+)
 from prunekit.training import TrainConfig, evaluate, fit
 
 logger = logging.getLogger(__name__)
@@ -41,6 +47,7 @@ def default_run_dir(command: str, model: str, dataset: str, suffix: str = "") ->
 
 def run_train(config: TrainCommandConfig) -> dict:
     """Train ``config.model`` on ``config.dataset`` (holding ``config.mask`` if given)."""
+    check_names(config.model, config.dataset)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
@@ -96,6 +103,7 @@ def run_eval(config: EvalCommandConfig) -> dict:
     """Evaluate saved weights (optionally under a mask) on the test set."""
     if not config.checkpoint:
         raise ConfigError("eval needs --checkpoint PATH (weights to evaluate)")
+    check_names(config.model, config.dataset)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)

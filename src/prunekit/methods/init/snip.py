@@ -43,14 +43,14 @@ def snip_scores(
     chosen = resolve_params(model, params)
     device = model_device(model)
     leaves = leaf_copies(chosen)
-    grads = {n: torch.zeros_like(t) for n, t in leaves.items()}
+    tensors = list(leaves.values())
     with scoring_state(model, train=train):
         for inputs, targets in as_batches(batches):
             logits = functional_call(model, leaves, (inputs.to(device),))
-            value = loss(logits, targets.to(device))
-            for n, grad in zip(
-                leaves, torch.autograd.grad(value, list(leaves.values())), strict=True
-            ):
-                grads[n] += grad
-    values = {n: (leaves[n].detach() * grads[n]).abs() for n in leaves}
+            loss(logits, targets.to(device)).backward(inputs=tensors)  # Σ_b ∇L_b in .grad
+    values = {}
+    for name, leaf in leaves.items():
+        grad = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
+        values[name] = grad.mul_(leaf.detach()).abs_()  # in place: no second buffer
+        leaf.grad = None
     return Scores(values=values, remove="lowest")
