@@ -131,5 +131,5 @@ def grasp_scores(
         for inputs, targets in first:
             accumulate_hg(g, gradient_with_graph(inputs, targets))
         hg = take_grads()
-    values = {n: -(leaves[n].detach() * h) for n, h in zip(leaves, hg, strict=True)}
+    values = {n: h.mul_(leaves[n].detach()).neg_() for n, h in zip(leaves, hg, strict=True)}
     return Scores(values=values, remove="highest")
