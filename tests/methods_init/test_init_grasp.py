@@ -7,6 +7,7 @@ from torch.func import functional_call
 
 from prunekit.masks import count_to_remove, prunable_parameters
 from prunekit.methods.init import grasp_scores
+from prunekit.methods.init._common import as_batches
 
 
 def flat_scores(scores, names):
@@ -101,11 +102,19 @@ def test_model_left_unchanged(tanh_bn_convnet, batches, model_state):
     assert_unchanged(model, before)
 
 
-def test_single_batch_with_chunk_size_takes_strided_chunks(tanh_bn_mlp, batches):
+@pytest.mark.parametrize("order", ["interleaved", "sorted"])
+def test_chunk_size_spreads_every_class_over_the_chunks(tanh_bn_mlp, order):
+    x = torch.randn(12, 5, dtype=torch.float64)
+    y = torch.arange(12) % 3 if order == "interleaved" else torch.arange(12) // 4
+    chunks = as_batches((x, y), chunk_size=6)
+    assert len(chunks) == 2
+    for _, targets in chunks:
+        assert torch.bincount(targets, minlength=3).tolist() == [2, 2, 2]
+    assert sorted(torch.cat([c[0] for c in chunks]).sum(1).tolist()) == sorted(x.sum(1).tolist())
+
     model = tanh_bn_mlp()
-    ((x, y),) = batches(1, 12, (5,))
-    whole = grasp_scores(model, (x, y), chunk_size=4)
-    explicit = grasp_scores(model, [(x[i::3], y[i::3]) for i in range(3)])
+    whole = grasp_scores(model, (x, y), chunk_size=6)
+    explicit = grasp_scores(model, chunks)
     for name in whole.values:
         torch.testing.assert_close(whole.values[name], explicit.values[name])
 

@@ -45,12 +45,31 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _class_spread_chunks(inputs: Tensor, targets: Tensor, count: int) -> list[Batch]:
+    """Cut one batch into ``count`` chunks holding every class about equally.
+
+    Samples are grouped by label (stable: their order within a class is kept) and
+    dealt round-robin, whatever the batch's order (sorted by class or interleaved).
+    Targets that are not class labels (not 1-D integers) are dealt in batch order.
+    """
+    if targets.dim() == 1 and not targets.is_floating_point():
+        order = torch.sort(targets.detach().cpu(), stable=True).indices
+    else:
+        order = torch.arange(len(inputs))
+    chunks = []
+    for i in range(count):
+        index = order[i::count].to(inputs.device)
+        chunks.append((inputs[index], targets[index.to(targets.device)]))
+    return chunks
+
+
 def as_batches(data: BatchesLike, chunk_size: int | None = None) -> list[Batch]:
     """A list of ``(inputs, targets)`` chunks from an iterable of batches or one batch.
 
-    With ``chunk_size``, each batch is cut into ``ceil(n / chunk_size)`` chunks taking
-    every n-th sample (``x[i::n]``), not contiguous slices: a class-ordered sample
-    then gives every chunk every class, which batch-norm statistics need.
+    With ``chunk_size``, each batch of n samples is cut into ``ceil(n / chunk_size)``
+    chunks with the classes spread evenly over them (see ``_class_spread_chunks``):
+    batch-norm statistics of a chunk that misses classes would differ from the
+    whole sample's.
     """
     if (
         isinstance(data, tuple | list)
@@ -71,8 +90,7 @@ def as_batches(data: BatchesLike, chunk_size: int | None = None) -> list[Batch]:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
     chunks = []
     for x, y in batches:
-        n = math.ceil(len(x) / chunk_size)
-        chunks.extend((x[i::n].contiguous(), y[i::n].contiguous()) for i in range(n))
+        chunks.extend(_class_spread_chunks(x, y, math.ceil(len(x) / chunk_size)))
     return chunks
 
 

@@ -56,9 +56,15 @@ def grasp_scores(
     each chunk's double backward is done on its own, so memory is bounded by one
     chunk. ``g`` and ``H`` are restricted to the scored parameters. ``batches`` is an
     iterable of ``(inputs, targets)`` chunks (e.g. from the class-balanced sampler)
-    or one ``(inputs, targets)`` pair; ``chunk_size`` cuts every batch further,
-    taking every n-th sample so that a class-ordered sample keeps all classes in
-    every chunk.
+    or one ``(inputs, targets)`` pair; ``chunk_size`` cuts every batch further, with
+    every class spread evenly over the chunks (batch-norm statistics need them all).
+
+    Cost: for one chunk about three training steps (forward, backward keeping the
+    graph, then a backward through both graphs with twice a plain backward's
+    convolutions); each further chunk adds its plain gradient, about 1/n step each.
+    The last chunk's graph serves for both g and its H·g. Memory: one chunk's double
+    backward (2–3× a training step's activations on that chunk) plus g and H·g, one
+    copy of the scored parameters each: more chunks, less memory, more time.
 
     Removing weight q alone changes ``‖g‖²`` by about ``2·S_q``, so removing the
     largest S costs the least gradient flow. The model runs in train mode (batch
