@@ -59,5 +59,6 @@ def synflow_scores(
     with scoring_state(model, train=False):
         flow = functional_call(model, tensors, (ones,)).sum()
         grads = torch.autograd.grad(flow, leaves, allow_unused=True, materialize_grads=True)
-    values = {n: (t.detach() * gr).abs() for n, t, gr in zip(chosen, leaves, grads, strict=True)}
+    del flow
+    values = {n: gr.mul_(t.detach()).abs_() for n, t, gr in zip(chosen, leaves, grads, strict=True)}
     return Scores(values=values, remove="lowest")
