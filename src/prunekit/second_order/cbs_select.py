@@ -68,7 +68,8 @@ class SwapState:
         self.block_of = torch.cat(
             [torch.full((e - s,), b, dtype=torch.long) for b, (s, e) in enumerate(self.blocks)]
         ).to(grads.device)
-        self.fisher_diagonal_m = (self.grads_t * self.grads_t).sum(1)  # m · F_ii
+        # m · F_ii, without a d×m temporary
+        self.fisher_diagonal_m = torch.linalg.vector_norm(self.grads_t, dim=1).square()
         self.fisher_diagonal = self.fisher_diagonal_m / m
         self.refresh()
 
