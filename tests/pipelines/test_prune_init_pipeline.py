@@ -50,6 +50,11 @@ def test_prune_init_writes_everything_and_does_not_redo(tmp_path):
         "grasp",
         "random",
     ]
+    from prunekit.pipelines.report import ReportConfig, run_report
+
+    assert run_report(ReportConfig(run_dir=str(root)))["runs"] == 3
+    report = (root / "report.md").read_text()
+    assert "| lenet_300_100 | grasp |" in report and (root / "report.png").exists()
     stamp = (root / "grasp" / "sparsity-0.9" / "seed-0" / "result.json").stat().st_mtime_ns
     run_prune_init(config)
     assert (root / "grasp" / "sparsity-0.9" / "seed-0" / "result.json").stat().st_mtime_ns == stamp

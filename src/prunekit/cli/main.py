@@ -66,8 +66,9 @@ def _commands() -> list[Command]:
 def _pruning_commands() -> list[Command]:
     from prunekit.pipelines.oneshot import COMMAND as oneshot_command
     from prunekit.pipelines.prune_init import COMMAND as init_command
+    from prunekit.pipelines.report import COMMAND as report_command
 
-    return [Command(**init_command), Command(**oneshot_command)]
+    return [Command(**init_command), Command(**oneshot_command), Command(**report_command)]
 
 
 def _list_models(_config: object = None) -> None:

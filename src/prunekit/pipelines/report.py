@@ -1,0 +1,45 @@
+"""``prunekit report``: the tables and plot of a run folder from its finished results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prunekit.pipelines.configs import opt
+from prunekit.reports.collect import collect_results, run_reference
+from prunekit.reports.plots import plot_accuracy_vs_sparsity
+from prunekit.reports.tables import results_table
+
+
+@dataclass
+class ReportConfig:
+    run_dir: str | None = opt(None, "a run folder of prune or prune-init")
+    metric: str = opt("top1", "metric to tabulate (top1, loss, finetuned_top1, ...)")
+
+
+def run_report(config: ReportConfig) -> dict:
+    """Write ``report.md`` and ``report.png`` in the run folder and print the table."""
+    from prunekit.errors import ConfigError
+
+    if not config.run_dir:
+        raise ConfigError("report needs --run-dir PATH")
+    root = Path(config.run_dir)
+    records = collect_results(root)
+    table = results_table(records, metric=config.metric, reference=run_reference(root))
+    seeds = sorted({r["seed"] for r in records})
+    text = f"{config.metric}, mean ± std over seeds {seeds} ({len(records)} runs).\n\n{table}\n"
+    (root / "report.md").write_text(text, encoding="utf-8")
+    plot_accuracy_vs_sparsity(records, root / "report.png", metric=config.metric)
+    print(text)
+    return {"run_dir": str(root), "runs": len(records)}
+
+
+COMMAND = {
+    "name": "report",
+    "help": "tables and plot of a run folder's finished results",
+    "description": "Collect every finished result below a run folder (even of a run still "
+    "going or interrupted) into report.md and report.png, with published figures if the "
+    "run's config has them.",
+    "config_class": ReportConfig,
+    "run": run_report,
+}
