@@ -1,46 +1,17 @@
 """CBS options: the update scale, the scale chosen on training loss, and CBS-S scored with
 the update applied, against independent dense computations on a tiny network."""
 
-import copy
-
 import pytest
 import torch
-from torch import nn
+from oneshot_tiny import tiny_problem, training_loss
 
 from prunekit.errors import ConfigError
-from prunekit.masks import prunable_parameters
 from prunekit.methods.oneshot import CBSSettings, prune_one_shot
 from prunekit.methods.oneshot.flat import flatten_weights
 from prunekit.pipelines.configs import OneShotConfig
-from prunekit.second_order import EmpiricalFisher, per_sample_gradients
+from prunekit.second_order import EmpiricalFisher
 
 DAMP = 1e-2
-
-
-def tiny_problem(seed=0, m=48):
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 5, bias=False), nn.ReLU(), nn.Linear(5, 3))
-    model = model.double()
-    x = torch.randn(m, 6, dtype=torch.float64)
-    y = torch.randint(0, 3, (m,))
-    names = list(prunable_parameters(model))
-    grads = per_sample_gradients(model, names, x, y)
-    return model, names, x, y, grads
-
-
-def training_loss(model, names, x, y):
-    scratch = copy.deepcopy(model)
-
-    def loss(flat):
-        start = 0
-        with torch.no_grad():
-            for n in names:
-                p = scratch.get_parameter(n)
-                p.copy_(flat[start : start + p.numel()].reshape(p.shape))
-                start += p.numel()
-            return float(nn.functional.cross_entropy(scratch(x), y))
-
-    return loss
 
 
 def flat_of(result, names):
@@ -66,7 +37,7 @@ def dense_obs_correction(w, grads, removed):
 
 @pytest.mark.parametrize("scale", [0.0, 0.5, 1.0, 1.3])
 def test_update_scale_multiplies_the_kept_weights_correction(scale):
-    model, names, x, y, grads = tiny_problem()
+    model, names, x, y, grads = tiny_problem(m=48)
     fisher = EmpiricalFisher(grads, damp=DAMP, dtype=torch.float64)
     result = prune_one_shot(
         model,
@@ -90,7 +61,7 @@ def test_update_scale_multiplies_the_kept_weights_correction(scale):
 
 
 def test_update_scale_zero_equals_no_update():
-    model, names, x, y, grads = tiny_problem()
+    model, names, x, y, grads = tiny_problem(m=48)
     fisher = EmpiricalFisher(grads, damp=DAMP, dtype=torch.float64)
     scaled = prune_one_shot(
         model, names, "magnitude+woodfisher", 0.6, fisher=fisher, cbs=CBSSettings(update_scale=0)
@@ -100,7 +71,7 @@ def test_update_scale_zero_equals_no_update():
 
 
 def test_update_scale_grid_picks_the_lowest_training_loss():
-    model, names, x, y, grads = tiny_problem(seed=2)
+    model, names, x, y, grads = tiny_problem(seed=2, m=48)
     fisher = EmpiricalFisher(grads, damp=DAMP, dtype=torch.float64)
     loss = training_loss(model, names, x, y)
     grid = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -126,7 +97,7 @@ def test_update_scale_grid_picks_the_lowest_training_loss():
 
 
 def test_update_scale_grid_needs_training_loss_and_finite_scales():
-    model, names, x, y, grads = tiny_problem()
+    model, names, x, y, grads = tiny_problem(m=48)
     fisher = EmpiricalFisher(grads, damp=DAMP, dtype=torch.float64)
     with pytest.raises(ConfigError, match="training data"):
         prune_one_shot(

@@ -3,41 +3,12 @@ update, against independent computations on a tiny network."""
 
 import pytest
 import torch
-from torch import nn
+from oneshot_tiny import tiny_problem, training_loss
 
 from prunekit.errors import ConfigError
-from prunekit.masks import prunable_parameters
 from prunekit.methods.oneshot import CBSSettings, parse_method, prune_one_shot
 from prunekit.methods.oneshot.flat import flatten_weights
-from prunekit.second_order import EmpiricalFisher, per_sample_gradients
-
-
-def tiny_problem(seed=0, m=64):
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 5, bias=False), nn.ReLU(), nn.Linear(5, 3))
-    model = model.double()
-    x = torch.randn(m, 6, dtype=torch.float64)
-    y = torch.randint(0, 3, (m,))
-    names = list(prunable_parameters(model))
-    grads = per_sample_gradients(model, names, x, y)
-    return model, names, x, y, grads
-
-
-def loss_fn_for(model, names, x, y):
-    import copy
-
-    scratch = copy.deepcopy(model)
-
-    def loss(flat):
-        start = 0
-        with torch.no_grad():
-            for n in names:
-                p = scratch.get_parameter(n)
-                p.copy_(flat[start : start + p.numel()].reshape(p.shape))
-                start += p.numel()
-            return float(nn.functional.cross_entropy(scratch(x), y))
-
-    return loss
+from prunekit.second_order import EmpiricalFisher
 
 
 def test_parse_method_presets_and_pairs():
@@ -76,7 +47,7 @@ def test_exact_count_and_removed_exactly_zero(method, sparsity):
         method,
         sparsity,
         fisher=fisher,
-        loss_of_weights=loss_fn_for(model, names, x, y),
+        loss_of_weights=training_loss(model, names, x, y),
         cbs=CBSSettings(rmp_trials=3),
         generator=torch.Generator().manual_seed(0),
     )
@@ -142,7 +113,7 @@ def test_cbs_needs_training_loss_and_fisher():
 def test_cbs_never_worse_than_its_start_on_training_loss():
     model, names, x, y, grads = tiny_problem(seed=3, m=128)
     fisher = EmpiricalFisher(grads, damp=1e-3, dtype=torch.float64)
-    loss = loss_fn_for(model, names, x, y)
+    loss = training_loss(model, names, x, y)
     result = prune_one_shot(
         model,
         names,

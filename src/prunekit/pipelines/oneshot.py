@@ -31,7 +31,7 @@ from prunekit.methods.oneshot import CBSSettings, needs_fisher, parse_method, pr
 from prunekit.methods.oneshot.flat import layer_sizes
 from prunekit.pipelines.configs import OneShotConfig
 from prunekit.pipelines.prune_init import init_method_options
-from prunekit.pipelines.run_folder import write_json
+from prunekit.pipelines.run_folder import write_json, write_jsonl
 from prunekit.pipelines.setup import (
     DataBundle,
     build_data,
@@ -357,9 +357,7 @@ def _run_one(run: _Run, state: _SeedState, method: str, sparsity: float) -> dict
 
 
 def _write_summary(root: Path, records: list[dict], reference: dict) -> None:
-    with open(root / "results.jsonl", "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record) + "\n")
+    write_jsonl(root / "results.jsonl", records)
     text = (
         "One-shot pruning: test top-1 accuracy (%) without retraining, mean ± std over seeds.\n\n"
         + results_table(records, metric="top1", reference=reference)

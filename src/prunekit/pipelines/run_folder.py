@@ -48,6 +48,11 @@ def write_json(path: Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(to_jsonable(data), indent=2) + "\n")
 
 
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    """One JSON object per line, written atomically."""
+    return atomic_write_text(path, "".join(json.dumps(to_jsonable(r)) + "\n" for r in records))
+
+
 def prepare_run_folder(run_dir: str | Path, command: str, config: Any, seed: int | None) -> Path:
     """Create ``run_dir`` and write ``config.json`` (resolved config, seed, versions, time)."""
     run_dir = Path(run_dir)
