@@ -4,7 +4,7 @@ running a model without leaving a trace on it (modes, buffers, ``.grad``)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -15,6 +15,9 @@ from prunekit.masks import prunable_parameters
 
 Batch = tuple[Tensor, Tensor]
 BatchesLike = Iterable[Batch] | Batch
+
+Loss = Callable[[Tensor, Tensor], Tensor]
+"""A loss of (logits, targets), e.g. ``F.cross_entropy``."""
 
 
 def resolve_params(

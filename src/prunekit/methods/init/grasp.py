@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import nullcontext
 
 import torch
@@ -13,6 +13,7 @@ from torch.func import functional_call
 from prunekit.errors import ConfigError
 from prunekit.methods.init._common import (
     BatchesLike,
+    Loss,
     as_batches,
     leaf_copies,
     model_device,
@@ -21,8 +22,6 @@ from prunekit.methods.init._common import (
 )
 from prunekit.methods.init._double_backward import CheapDoubleBackward
 from prunekit.methods.scores import Scores
-
-Loss = Callable[[Tensor, Tensor], Tensor]
 
 
 def _xavier_linear_weights(

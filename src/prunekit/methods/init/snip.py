@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,7 @@ from torch.func import functional_call
 
 from prunekit.methods.init._common import (
     BatchesLike,
+    Loss,
     as_batches,
     leaf_copies,
     model_device,
@@ -18,8 +19,6 @@ from prunekit.methods.init._common import (
     scoring_state,
 )
 from prunekit.methods.scores import Scores
-
-Loss = Callable[[Tensor, Tensor], Tensor]
 
 
 def snip_scores(
