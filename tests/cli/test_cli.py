@@ -31,6 +31,11 @@ def test_models_lists_registry(capsys):
     assert code == 0 and "mlpnet" in out and "resnet20" in out
 
 
+def test_datasets_lists_registry(capsys):
+    code, out, _ = run_cli(capsys, "datasets")
+    assert code == 0 and "mnist" in out and "imagefolder" in out
+
+
 def test_unknown_model_is_one_line_error(capsys, tmp_path):
     code, _, err = run_cli(
         capsys,

@@ -85,9 +85,9 @@ def _list_datasets(_config: object = None) -> None:
 
     for name in list_datasets():
         info = dataset_info(name)
+        classes = "?" if info.num_classes is None else info.num_classes  # image folders
         print(
-            f"{name:<14} input {str(info.input_shape):<14} {info.num_classes:>4} classes  "
-            f"{info.description}"
+            f"{name:<14} input {str(info.input_shape):<14} {classes:>4} classes  {info.description}"
         )
 
 

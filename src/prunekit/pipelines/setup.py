@@ -75,7 +75,8 @@ def build_data(
         test=test,
         train_loader=make_loader(train, batch_size=batch_size, shuffle=True, seed=seed),
         test_loader=make_loader(test, batch_size=test_batch_size, shuffle=False, seed=seed),
-        num_classes=info.num_classes,
+        # image folders know their classes only once read
+        num_classes=getattr(test, "num_classes", None) or info.num_classes,
         input_shape=tuple(info.input_shape),
     )
 
