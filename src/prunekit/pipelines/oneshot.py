@@ -28,10 +28,10 @@ from prunekit.errors import ConfigError
 from prunekit.masks import check_sparsity, prunable_parameters, save_mask, sparsity_report
 from prunekit.methods.init import score_and_mask
 from prunekit.methods.oneshot import CBSSettings, needs_fisher, parse_method, prune_one_shot
-from prunekit.methods.oneshot.flat import layer_sizes
+from prunekit.methods.oneshot.flat import flatten_weights, layer_sizes
 from prunekit.pipelines.configs import OneShotConfig
 from prunekit.pipelines.prune_init import init_method_options
-from prunekit.pipelines.run_folder import write_json, write_jsonl
+from prunekit.pipelines.run_folder import write_json, write_summary
 from prunekit.pipelines.setup import (
     DataBundle,
     build_data,
@@ -304,7 +304,7 @@ def _run_one(run: _Run, state: _SeedState, method: str, sparsity: float) -> dict
     if not result.mask.holds_in(pruned):
         raise AssertionError("pruned weights are not zero after the update")
     metrics = evaluate(pruned, data.test_loader, device, num_classes=data.num_classes)
-    flat = torch.cat([pruned.get_parameter(n).detach().reshape(-1) for n in names])
+    flat = flatten_weights(pruned, names)
     train_loss = loss_of_weights(flat)
     save_mask(result.mask, folder / "mask.pt")
     report = sparsity_report(result.mask, pruned)
@@ -357,7 +357,6 @@ def _run_one(run: _Run, state: _SeedState, method: str, sparsity: float) -> dict
 
 
 def _write_summary(root: Path, records: list[dict], reference: dict) -> None:
-    write_jsonl(root / "results.jsonl", records)
     text = (
         "One-shot pruning: test top-1 accuracy (%) without retraining, mean ± std over seeds.\n\n"
         + results_table(records, metric="top1", reference=reference)
@@ -370,11 +369,7 @@ def _write_summary(root: Path, records: list[dict], reference: dict) -> None:
         + results_table(records, metric="prune_seconds", digits=1)
         + "\n"
     )
-    (root / "results.md").write_text(text, encoding="utf-8")
-    from prunekit.reports.plots import plot_accuracy_vs_sparsity
-
-    plot_accuracy_vs_sparsity(records, root / "results.png", title="one-shot pruning")
-    print(text)
+    write_summary(root, records, text, title="one-shot pruning")
 
 
 COMMAND = {

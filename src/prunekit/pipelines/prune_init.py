@@ -28,7 +28,7 @@ from prunekit.masks import (
 )
 from prunekit.methods.init import get_init_method, score_and_mask
 from prunekit.pipelines.configs import PruneInitConfig
-from prunekit.pipelines.run_folder import write_json, write_jsonl
+from prunekit.pipelines.run_folder import write_json, write_summary
 from prunekit.pipelines.setup import build_data, build_model, start_run
 from prunekit.pipelines.train import training_settings
 from prunekit.reports import results_table
@@ -194,18 +194,12 @@ def _run_one(config, data, model, initial_state, sample, method, sparsity, seed,
 
 
 def _write_summary(root: Path, records: list[dict], reference: dict) -> None:
-    write_jsonl(root / "results.jsonl", records)
-    table = results_table(records, metric="top1", reference=reference)
-    (root / "results.md").write_text(
+    text = (
         "Test top-1 accuracy (%) after training, mean ± std over seeds (final epoch).\n\n"
-        + table
-        + "\n",
-        encoding="utf-8",
+        + results_table(records, metric="top1", reference=reference)
+        + "\n"
     )
-    from prunekit.reports.plots import plot_accuracy_vs_sparsity
-
-    plot_accuracy_vs_sparsity(records, root / "results.png", title="prune at init, then train")
-    print(table)
+    write_summary(root, records, text, title="prune at init, then train")
 
 
 COMMAND = {

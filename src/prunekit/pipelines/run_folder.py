@@ -69,3 +69,14 @@ def prepare_run_folder(run_dir: str | Path, command: str, config: Any, seed: int
         },
     )
     return run_dir
+
+
+def write_summary(root: Path, records: list[dict], text: str, title: str) -> None:
+    """``results.jsonl``, ``results.md`` (``text``) and ``results.png`` of a call; prints
+    the text."""
+    from prunekit.reports.plots import plot_accuracy_vs_sparsity
+
+    write_jsonl(root / "results.jsonl", records)
+    atomic_write_text(root / "results.md", text)
+    plot_accuracy_vs_sparsity(records, root / "results.png", title=title)
+    print(text)
