@@ -47,6 +47,11 @@ class TrainingFields:
     )
     milestones: list[float] = opt([0.5, 0.75], "multistep: fractions of training where lr /= 10")
     augment: bool | None = opt(None, "data augmentation (default: on for CIFAR training)")
+    validation_size: int = opt(
+        0,
+        "hold out this many training samples (seeded) as a validation set and report "
+        "val_top1, to choose settings without the test set (0: none)",
+    )
 
 
 @dataclass

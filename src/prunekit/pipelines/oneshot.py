@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from prunekit.data import class_balanced_batches, get_dataset
+from prunekit.data import class_balanced_batches
 from prunekit.errors import ConfigError
 from prunekit.masks import check_sparsity, prunable_parameters, save_mask, sparsity_report
 from prunekit.methods.init import score_and_mask
@@ -38,6 +38,7 @@ from prunekit.pipelines.setup import (
     build_model,
     load_weights,
     start_run,
+    validation_metrics,
 )
 from prunekit.pipelines.train import training_settings
 from prunekit.reports import results_table
@@ -133,10 +134,8 @@ def run_oneshot(config: OneShotConfig) -> dict:
         augment=config.augment,
         download=config.download,
         train_subset=config.train_subset,
+        validation_size=config.validation_size,
         dataset_kwargs=config.dataset_kwargs,
-    )
-    plain_train = get_dataset(
-        config.dataset, root=config.data_dir, train=True, augment=False, **config.dataset_kwargs
     )
     trained = build_model(config.model, data.num_classes, config.model_kwargs, 0)
     load_weights(trained, config.checkpoint)
@@ -155,7 +154,7 @@ def run_oneshot(config: OneShotConfig) -> dict:
         config=config,
         trained=trained,
         names=names,
-        plain_train=plain_train,
+        plain_train=data.plain_train,
         data=data,
         dense=dense,
         root=root,
@@ -322,6 +321,7 @@ def _run_one(run: _Run, state: _SeedState, method: str, sparsity: float) -> dict
         "loss": metrics["loss"],
         "train_loss": train_loss,
         "dense_top1": run.dense["top1"],
+        **validation_metrics(pruned, run.data, device),
         "gradient_seconds": state.gradient_seconds,
         "prune_seconds": prune_seconds,
         "collapsed_layers": report.collapsed_layers,
@@ -352,6 +352,7 @@ def _run_one(run: _Run, state: _SeedState, method: str, sparsity: float) -> dict
         )
         record["finetuned_top1"] = final.get("test_top1")
         record["finetuned_loss"] = final.get("test_loss")
+        record.update(validation_metrics(pruned, run.data, device, prefix="finetuned_val_"))
     write_json(folder / "result.json", record)
     return record
 

@@ -29,7 +29,7 @@ from prunekit.masks import (
 from prunekit.methods.init import get_init_method, score_and_mask
 from prunekit.pipelines.configs import PruneInitConfig
 from prunekit.pipelines.run_folder import write_json, write_summary
-from prunekit.pipelines.setup import build_data, build_model, start_run
+from prunekit.pipelines.setup import build_data, build_model, start_run, validation_metrics
 from prunekit.pipelines.train import training_settings
 from prunekit.reports import results_table
 from prunekit.training import fit
@@ -88,6 +88,7 @@ def run_prune_init(config: PruneInitConfig) -> dict:
             augment=config.augment,
             download=config.download,
             train_subset=config.train_subset,
+            validation_size=config.validation_size,
             dataset_kwargs=config.dataset_kwargs,
         )
         initial = build_model(config.model, data.num_classes, config.model_kwargs, seed)
@@ -188,6 +189,7 @@ def _run_one(config, data, model, initial_state, sample, method, sparsity, seed,
         "loss": final.get("test_loss"),
         "best_top1": final.get("best_test_top1"),
         "epochs": final.get("epoch"),
+        **validation_metrics(model, data, device),
     }
     write_json(folder / "result.json", record)
     return record

@@ -36,6 +36,9 @@ class DataBundle:
     test_loader: DataLoader
     num_classes: int
     input_shape: tuple[int, ...]
+    plain_train: Dataset  # the same training samples, read without augmentation
+    validation: Dataset | None = None
+    validation_loader: DataLoader | None = None
 
 
 def check_names(model: str, dataset: str) -> None:
@@ -54,9 +57,15 @@ def build_data(
     download: bool = False,
     train_subset: int | None = None,
     dataset_kwargs: dict | None = None,
+    validation_size: int = 0,
 ) -> DataBundle:
-    """Train and test sets and loaders; ``train_subset`` keeps the first n training
-    samples of a seeded permutation (for quick runs)."""
+    """Train and test sets and loaders.
+
+    ``validation_size`` holds out that many training samples (a seeded permutation,
+    read without augmentation) as a validation set, to choose settings on training data
+    only; the training set is the rest. ``train_subset`` then keeps the first n of the
+    remaining training samples (for quick runs).
+    """
     options = dict(dataset_kwargs or {})
     info = dataset_info(dataset, **options)  # unknown names fail here, before any reading
     train = get_dataset(
@@ -65,11 +74,29 @@ def build_data(
     test = get_dataset(
         dataset, root=data_dir, train=False, augment=False, download=download, **options
     )
+    plain = (
+        train
+        if augment is False
+        else get_dataset(
+            dataset, root=data_dir, train=True, augment=False, download=download, **options
+        )
+    )
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    validation = None
+    if validation_size:
+        if not 0 < validation_size < len(train):
+            raise ConfigError(
+                f"validation_size must be in [1, {len(train) - 1}] (the training set has "
+                f"{len(train)} samples), got {validation_size}"
+            )
+        validation = Subset(plain, order[:validation_size].tolist())
+        order = order[validation_size:]
     if train_subset is not None:
-        if not 0 < train_subset <= len(train):
-            raise ConfigError(f"train_subset must be in [1, {len(train)}], got {train_subset}")
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-        train = Subset(train, order[:train_subset].tolist())
+        if not 0 < train_subset <= len(order):
+            raise ConfigError(f"train_subset must be in [1, {len(order)}], got {train_subset}")
+        order = order[:train_subset]
+    if validation_size or train_subset is not None:
+        train, plain = Subset(train, order.tolist()), Subset(plain, order.tolist())
     return DataBundle(
         train=train,
         test=test,
@@ -78,7 +105,22 @@ def build_data(
         # image folders know their classes only once read
         num_classes=getattr(test, "num_classes", None) or info.num_classes,
         input_shape=tuple(info.input_shape),
+        plain_train=plain,
+        validation=validation,
+        validation_loader=None
+        if validation is None
+        else make_loader(validation, batch_size=test_batch_size, shuffle=False, seed=seed),
     )
+
+
+def validation_metrics(model: nn.Module, data: DataBundle, device, prefix: str = "val_") -> dict:
+    """``{"val_top1", "val_loss"}`` on the held-out validation set, or ``{}`` without one."""
+    if data.validation_loader is None:
+        return {}
+    from prunekit.training import evaluate
+
+    metrics = evaluate(model, data.validation_loader, device, num_classes=data.num_classes)
+    return {f"{prefix}{key}": value for key, value in metrics.items()}
 
 
 def build_model(name: str, num_classes: int, model_kwargs: dict | None, seed: int) -> nn.Module:

@@ -18,6 +18,7 @@ from prunekit.pipelines.setup import (
     check_names,
     load_weights,
     resolve_device,
+    validation_metrics,
 )
 from prunekit.training import TrainConfig, evaluate, fit
 
@@ -66,6 +67,7 @@ def run_train(config: TrainCommandConfig) -> dict:
         augment=config.augment,
         download=config.download,
         train_subset=config.train_subset,
+        validation_size=config.validation_size,
         dataset_kwargs=config.dataset_kwargs,
     )
     model = build_model(config.model, data.num_classes, config.model_kwargs, config.seed)
@@ -96,7 +98,10 @@ def run_train(config: TrainCommandConfig) -> dict:
         device=device,
     )
     torch.save(model.state_dict(), run_dir / "model.pt")
-    return {"run_dir": str(run_dir), **final}
+    validation = validation_metrics(model, data, device)
+    if validation:
+        write_json(run_dir / "validation.json", validation)
+    return {"run_dir": str(run_dir), **final, **validation}
 
 
 def run_eval(config: EvalCommandConfig) -> dict:
