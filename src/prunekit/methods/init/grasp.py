@@ -77,9 +77,10 @@ def grasp_scores(
 
     ``hvp="finite_difference"`` replaces the double backward by a forward difference
     of two gradients, Hg ≈ (∇L(θ + εg) − g)/ε with ‖εg‖ = ``fd_step``·‖θ‖: two plain
-    training steps and a step's memory instead of about three steps and 2–3× the
-    memory, at the price of an O(ε) error in Hg (checked against the exact product in
-    the tests).
+    training steps, and a step's activation memory plus two copies of the scored
+    parameters (θ + εg and the accumulating gradient), instead of about three steps and
+    2–3× the memory, at the price of an O(ε) error in Hg (checked against the exact
+    product in the tests).
 
     ``fast_hvp`` routes convolutions and batch norm through Functions with cheaper
     second derivatives (same values; see ``_double_backward``); turn it off to use
@@ -159,37 +160,41 @@ def grasp_scores(
 
 
 def _finite_difference_hg(chunks, tensors, overrides, leaves, chunk_loss, fd_step):
-    """Hg ≈ (Σ_c ∇L_c(θ + εg) − g)/ε with g = Σ_c ∇L_c(θ) and ‖εg‖ = fd_step·‖θ‖."""
-    g = [torch.zeros_like(t) for t in tensors]
+    """Hg ≈ (Σ_c ∇L_c(θ + εg) − g)/ε with g = Σ_c ∇L_c(θ) and ‖εg‖ = fd_step·‖θ‖.
+
+    Two parameter-sized buffers at most besides the model: g is accumulated in the
+    leaves' ``.grad``, then negated in place to become the shifted copy's ``.grad``, into
+    which autograd accumulates ∇L(θ + εg) in place (no other reference to it is kept).
+    """
     for inputs, targets in chunks:
-        parts = torch.autograd.grad(
-            chunk_loss(inputs, targets), tensors, allow_unused=True, materialize_grads=True
-        )
-        for total, part in zip(g, parts, strict=True):
-            total += part
+        chunk_loss(inputs, targets).backward(inputs=tensors)
+    g = [t.grad if t.grad is not None else torch.zeros_like(t) for t in tensors]
+    for t in tensors:
+        t.grad = None
     theta_norm = torch.sqrt(sum(t.detach().double().square().sum() for t in tensors))
     g_norm = torch.sqrt(sum(x.double().square().sum() for x in g))
     if float(g_norm) == 0.0:
-        return [torch.zeros_like(t) for t in tensors]
+        return [x.zero_() for x in g]
     eps = float(fd_step * theta_norm / g_norm)
-    shifted = {
-        name: (leaf.detach() + eps * step).requires_grad_(True)
-        for (name, leaf), step in zip(leaves.items(), g, strict=True)
-    }
+    shifted = {}
+    for (name, leaf), step in zip(leaves.items(), g, strict=True):
+        moved = torch.add(leaf.detach(), step, alpha=eps).requires_grad_(True)
+        moved.grad = step.neg_()
+        shifted[name] = moved
+    g.clear()  # .grad must be the only reference for autograd to accumulate in place
+    del step
     saved = {name: overrides[name] for name in shifted}
     overrides.update(shifted)
+    inputs_shifted = list(shifted.values())
     try:
-        hg = [-x for x in g]
-        inputs_shifted = list(shifted.values())
         for inputs, targets in chunks:
-            parts = torch.autograd.grad(
-                chunk_loss(inputs, targets),
-                inputs_shifted,
-                allow_unused=True,
-                materialize_grads=True,
-            )
-            for total, part in zip(hg, parts, strict=True):
-                total += part
+            chunk_loss(inputs, targets).backward(inputs=inputs_shifted)
     finally:
         overrides.update(saved)
-    return [h.div_(eps) for h in hg]
+    hg = []
+    for name in list(shifted):
+        moved = shifted.pop(name)
+        hg.append(moved.grad.div_(eps))
+        moved.grad = None
+        del moved
+    return hg
