@@ -129,8 +129,6 @@ def methods_for(model, x, y, grasp_chunks: list[int]) -> dict[str, Callable[[], 
     for n in grasp_chunks:
         size = -(-len(x) // n)
         out[f"grasp/{n}"] = lambda size=size: grasp_scores(model, (x, y), chunk_size=size)
-    # Hg as a forward difference of two gradients: two plain steps, one step's memory
-    out["grasp-fd"] = lambda: grasp_scores(model, (x, y), hvp="finite_difference")
     out["synflow"] = lambda: synflow_scores(model, tuple(x.shape[1:]))
     return out
 

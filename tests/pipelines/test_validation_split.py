@@ -19,9 +19,7 @@ def _ids(dataset):
 def test_validation_is_held_out_of_training_and_test_untouched():
     kwargs = {"num_samples": 200}
     plain = build_data("synthetic", None, 32, 100, seed=3, dataset_kwargs=kwargs)
-    data = build_data(
-        "synthetic", None, 32, 100, seed=3, dataset_kwargs=kwargs, validation_size=50
-    )
+    data = build_data("synthetic", None, 32, 100, seed=3, dataset_kwargs=kwargs, validation_size=50)
     assert len(data.validation) == 50 and len(data.train) == len(plain.train) - 50
     assert len(data.plain_train) == len(data.train)
     assert len(data.test) == len(plain.test)
