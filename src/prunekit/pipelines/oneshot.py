@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 
 from prunekit.data import class_balanced_batches
 from prunekit.errors import ConfigError
@@ -154,7 +154,6 @@ def run_oneshot(config: OneShotConfig) -> dict:
         config=config,
         trained=trained,
         names=names,
-        plain_train=data.plain_train,
         data=data,
         dense=dense,
         root=root,
@@ -175,7 +174,6 @@ class _Run:
     config: OneShotConfig
     trained: nn.Module
     names: list[str]
-    plain_train: Dataset
     data: DataBundle
     dense: dict
     root: Path
@@ -195,7 +193,8 @@ class _SeedState:
 
 
 def _run_seed(run: _Run, seed: int) -> list[dict]:
-    config, trained, names, plain_train = run.config, run.trained, run.names, run.plain_train
+    config, trained, names = run.config, run.trained, run.names
+    plain_train = run.data.plain_train
     root, device = run.root, run.device
     pending = [
         (method, sparsity)
@@ -290,7 +289,7 @@ def _run_one(run: _Run, state: _SeedState, method: str, sparsity: float) -> dict
         sparsity,
         fisher=fisher,
         loss_of_weights=loss_of_weights,
-        init_scores=_init_scores(config, trained, names, sparsity, seed, run.plain_train, device),
+        init_scores=_init_scores(config, trained, names, sparsity, seed, data.plain_train, device),
         cbs=state.cbs,
         update_solver=config.update_solver,
         generator=torch.Generator().manual_seed(seed),

@@ -9,6 +9,7 @@ from prunekit.pipelines.configs import opt
 from prunekit.reports.collect import collect_results, run_reference
 from prunekit.reports.plots import plot_accuracy_vs_sparsity
 from prunekit.reports.tables import results_table
+from prunekit.utils.files import atomic_write_text
 
 
 @dataclass
@@ -28,7 +29,7 @@ def run_report(config: ReportConfig) -> dict:
     table = results_table(records, metric=config.metric, reference=run_reference(root))
     seeds = sorted({r["seed"] for r in records})
     text = f"{config.metric}, mean ± std over seeds {seeds} ({len(records)} runs).\n\n{table}\n"
-    (root / "report.md").write_text(text, encoding="utf-8")
+    atomic_write_text(root / "report.md", text)
     plot_accuracy_vs_sparsity(records, root / "report.png", metric=config.metric)
     print(text)
     return {"run_dir": str(root), "runs": len(records)}

@@ -75,11 +75,9 @@ def build_data(
         dataset, root=data_dir, train=False, augment=False, download=download, **options
     )
     plain = (
-        train
-        if augment is False
-        else get_dataset(
-            dataset, root=data_dir, train=True, augment=False, download=download, **options
-        )
+        get_dataset(dataset, root=data_dir, train=True, augment=False, download=download, **options)
+        if getattr(train, "augment", True)  # read again only when it augments (or may)
+        else train
     )
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     validation = None
@@ -150,12 +148,17 @@ def load_weights(model: nn.Module, path: str) -> nn.Module:
     return model
 
 
-def start_run(config, command: str, default_dir: Path) -> tuple[torch.device, Path]:
-    """Check names, apply ``config.threads``, resolve the device, write the run's config."""
+def prepare_process(config) -> torch.device:
+    """Check names, apply ``config.threads`` and resolve the device, before any reading."""
     check_names(config.model, config.dataset)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
+    return resolve_device(config.device)
+
+
+def start_run(config, command: str, default_dir: Path) -> tuple[torch.device, Path]:
+    """:func:`prepare_process`, then write the run's config into its folder."""
+    device = prepare_process(config)
     root = Path(config.run_dir) if config.run_dir else default_dir
     prepare_run_folder(root, command, asdict(config), None)
     return device, root

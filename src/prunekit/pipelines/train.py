@@ -15,9 +15,8 @@ from prunekit.pipelines.run_folder import prepare_run_folder, write_json
 from prunekit.pipelines.setup import (
     build_data,
     build_model,
-    check_names,
     load_weights,
-    resolve_device,
+    prepare_process,
     validation_metrics,
 )
 from prunekit.training import TrainConfig, evaluate, fit
@@ -48,10 +47,7 @@ def default_run_dir(command: str, model: str, dataset: str, suffix: str = "") ->
 
 def run_train(config: TrainCommandConfig) -> dict:
     """Train ``config.model`` on ``config.dataset`` (holding ``config.mask`` if given)."""
-    check_names(config.model, config.dataset)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
+    device = prepare_process(config)
     settings = training_settings(config, config.seed, config.progress)  # validates early
     run_dir = (
         Path(config.run_dir)
@@ -108,10 +104,7 @@ def run_eval(config: EvalCommandConfig) -> dict:
     """Evaluate saved weights (optionally under a mask) on the test set."""
     if not config.checkpoint:
         raise ConfigError("eval needs --checkpoint PATH (weights to evaluate)")
-    check_names(config.model, config.dataset)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
+    device = prepare_process(config)
     data = build_data(
         config.dataset,
         config.data_dir,
