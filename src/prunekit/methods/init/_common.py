@@ -115,6 +115,16 @@ def scoring_state(model: nn.Module, train: bool) -> Iterator[None]:
             module.training = mode
 
 
+def take_grads(tensors: Iterable[Tensor]) -> list[Tensor]:
+    """The gradients accumulated in ``tensors``' ``.grad`` (zeros where none arrived),
+    handed over: each ``.grad`` is reset to None, so the caller owns the buffers."""
+    out = []
+    for t in tensors:
+        out.append(t.grad if t.grad is not None else torch.zeros_like(t))
+        t.grad = None
+    return out
+
+
 def leaf_copies(params: Mapping[str, Tensor], dtype: torch.dtype | None = None) -> dict:
     """Detached tensors that require grad, standing in for ``params`` in a
     ``torch.func.functional_call``: gradients land on them, never on the model."""

@@ -19,6 +19,7 @@ from prunekit.methods.init._common import (
     model_device,
     resolve_params,
     scoring_state,
+    take_grads,
 )
 from prunekit.methods.init._double_backward import CheapDoubleBackward
 from prunekit.methods.scores import Scores
@@ -113,12 +114,6 @@ def grasp_scores(
         )
         return list(grads)
 
-    def take_grads() -> list[Tensor]:
-        out = [t.grad if t.grad is not None else torch.zeros_like(t) for t in tensors]
-        for t in tensors:
-            t.grad = None
-        return out
-
     def accumulate_hg(g: list[Tensor], grads: list[Tensor]) -> None:
         # the gradient of z = g · ∇L_c is H_c g, accumulated into the leaves' .grad;
         # ∇L_c is released before the backward (z's graph keeps only g)
@@ -135,13 +130,13 @@ def grasp_scores(
         # so that its H_c g needs no second forward/backward
         for inputs, targets in first:
             chunk_loss(inputs, targets).backward(inputs=tensors)
-        g = take_grads()
+        g = take_grads(tensors)
         last_grads = gradient_with_graph(*last)
         for total, part in zip(g, last_grads, strict=True):
             total += part.detach()
         accumulate_hg(g, last_grads)
         for inputs, targets in first:
             accumulate_hg(g, gradient_with_graph(inputs, targets))
-        hg = take_grads()
+        hg = take_grads(tensors)
     values = {n: h.mul_(leaves[n].detach()).neg_() for n, h in zip(leaves, hg, strict=True)}
     return Scores(values=values, remove="highest")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -17,6 +16,7 @@ from prunekit.methods.init._common import (
     model_device,
     resolve_params,
     scoring_state,
+    take_grads,
 )
 from prunekit.methods.scores import Scores
 
@@ -47,9 +47,8 @@ def snip_scores(
         for inputs, targets in as_batches(batches):
             logits = functional_call(model, leaves, (inputs.to(device),))
             loss(logits, targets.to(device)).backward(inputs=tensors)  # Σ_b ∇L_b in .grad
-    values = {}
-    for name, leaf in leaves.items():
-        grad = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
-        values[name] = grad.mul_(leaf.detach()).abs_()  # in place: no second buffer
-        leaf.grad = None
+    values = {  # in place: no second buffer
+        name: grad.mul_(leaf.detach()).abs_()
+        for (name, leaf), grad in zip(leaves.items(), take_grads(tensors), strict=True)
+    }
     return Scores(values=values, remove="lowest")
