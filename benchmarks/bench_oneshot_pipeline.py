@@ -35,7 +35,8 @@ from prunekit.checkpoints import load_pretrained
 from prunekit.data import get_dataset
 from prunekit.masks import prunable_parameters
 from prunekit.methods.oneshot import CBSSettings, prune_one_shot
-from prunekit.pipelines.oneshot import make_loss_of_weights, stack_samples
+from prunekit.methods.oneshot.evidence import stack_samples
+from prunekit.methods.oneshot.training_loss import weights_loss
 from prunekit.second_order import EmpiricalFisher, per_sample_gradients
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -74,7 +75,7 @@ def main() -> None:
     names = list(prunable_parameters(model))
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))
     x, y = stack_samples(train, order[: args.m].tolist())
-    loss_of_weights = make_loss_of_weights(model, names, x, y)
+    training_loss = weights_loss(model, names, x, y)
 
     t = time.perf_counter()
     grads = per_sample_gradients(model, names, x, y)
@@ -90,12 +91,12 @@ def main() -> None:
         "cbs",
         args.sparsity,
         fisher=fisher,
-        loss_of_weights=loss_of_weights,
-        cbs=CBSSettings(rmp_trials=args.rmp_trials),
+        training_loss=training_loss,
+        settings=[CBSSettings(rmp_trials=args.rmp_trials)],
         generator=torch.Generator().manual_seed(args.seed),
     )
-    times["cbs_selection"] = result.info["selection_seconds"]
-    times["cbs_update"] = result.info["update_seconds"]
+    times["cbs_selection"] = result.record.selection_seconds
+    times["cbs_update"] = result.record.update_seconds
     times["whole_pipeline"] = time.perf_counter() - start_all
     peak = peak_rss_gib()
 

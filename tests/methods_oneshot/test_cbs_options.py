@@ -6,7 +6,7 @@ import torch
 from oneshot_tiny import tiny_problem, training_loss
 
 from prunekit.errors import ConfigError
-from prunekit.methods.oneshot import CBSSettings, prune_one_shot
+from prunekit.methods.oneshot import CBSSettings, UpdateSettings, prune_one_shot
 from prunekit.methods.oneshot.flat import flatten_weights
 from prunekit.pipelines.configs import OneShotConfig
 from prunekit.second_order import EmpiricalFisher
@@ -45,7 +45,7 @@ def test_update_scale_multiplies_the_kept_weights_correction(scale):
         "magnitude+cbs_u",
         0.5,
         fisher=fisher,
-        cbs=CBSSettings(update_scale=scale),
+        settings=[UpdateSettings(scale=scale)],
     )
     w = flatten_weights(model, names)
     removed = removed_of(result, names)
@@ -56,15 +56,15 @@ def test_update_scale_multiplies_the_kept_weights_correction(scale):
     assert torch.all(new_w[removed] == 0)
     change = new_w - w
     predicted = 0.5 * change @ dense_fisher @ change
-    assert result.info["update_scale"] == scale
-    assert result.info["predicted_loss_change"] == pytest.approx(float(predicted), rel=1e-6)
+    assert result.record.update_scale == scale
+    assert result.record.predicted_loss_change == pytest.approx(float(predicted), rel=1e-6)
 
 
 def test_update_scale_zero_equals_no_update():
     model, names, x, y, grads = tiny_problem(m=48)
     fisher = EmpiricalFisher(grads, damp=DAMP, dtype=torch.float64)
     scaled = prune_one_shot(
-        model, names, "magnitude+woodfisher", 0.6, fisher=fisher, cbs=CBSSettings(update_scale=0)
+        model, names, "magnitude+woodfisher", 0.6, fisher=fisher, settings=[UpdateSettings(scale=0)]
     )
     plain = prune_one_shot(model, names, "magnitude", 0.6)
     torch.testing.assert_close(flat_of(scaled, names), flat_of(plain, names))
@@ -81,18 +81,18 @@ def test_update_scale_grid_picks_the_lowest_training_loss():
         "magnitude+cbs_u",
         0.7,
         fisher=fisher,
-        loss_of_weights=loss,
-        cbs=CBSSettings(update_scale=7.0, update_scale_grid=grid),
+        training_loss=loss,
+        settings=[UpdateSettings(scale=7.0, scale_grid=grid)],
     )
     w = flatten_weights(model, names)
     removed = removed_of(result, names)
     delta, _ = dense_obs_correction(w, grads, removed)
     losses = [loss((w + a * delta) * ~removed) for a in grid]
     best = grid[min(range(len(grid)), key=lambda i: losses[i])]
-    assert result.info["update_scale"] == best
-    assert list(result.info["update_scale_losses"]) == list(grid)
+    assert result.record.update_scale == best
+    assert list(result.record.update_scale_losses) == list(grid)
     for a, value in zip(grid, losses, strict=True):
-        assert result.info["update_scale_losses"][a] == pytest.approx(value, rel=1e-9)
+        assert result.record.update_scale_losses[a] == pytest.approx(value, rel=1e-9)
     torch.testing.assert_close(flat_of(result, names), (w + best * delta) * ~removed)
 
 
@@ -106,10 +106,10 @@ def test_update_scale_grid_needs_training_loss_and_finite_scales():
             "magnitude+cbs_u",
             0.5,
             fisher=fisher,
-            cbs=CBSSettings(update_scale_grid=(0.5, 1.0)),
+            settings=[UpdateSettings(scale_grid=(0.5, 1.0))],
         )
     with pytest.raises(ConfigError, match="finite"):
-        CBSSettings(update_scale=float("nan"))
+        UpdateSettings(scale=float("nan"))
 
 
 @pytest.mark.parametrize("with_update", [False, True])
@@ -130,19 +130,20 @@ def test_cbs_search_scores_masks_with_or_without_the_update(with_update):
         "cbs",
         0.6,
         fisher=fisher,
-        loss_of_weights=recording_loss,
-        cbs=settings,
+        training_loss=recording_loss,
+        settings=[settings],
         generator=torch.Generator().manual_seed(0),
     )
     w = flatten_weights(model, names)
     removed = removed_of(result, names)
     d = w.numel()
     assert int(removed.sum()) == round(0.6 * d)
-    assert result.info["cbs_scored_with_update"] is with_update
+    assert result.search.scored_with_update is with_update
     # The search's best score is the training loss of the weights the method returns
     # (with the update) or of the weights with the removed ones zeroed (without).
-    history = result.info["cbs_history"]
-    best_loss = history[[h["pass"] for h in history].index(result.info["cbs_best_pass"])]["loss"]
+    history = result.search.history
+    passes = [h.pass_index for h in history]
+    best_loss = history[passes.index(result.search.best_pass)].loss
     delta, _ = dense_obs_correction(w, grads, removed)
     scored = (w + delta) * ~removed if with_update else w * ~removed
     assert best_loss == pytest.approx(loss(scored), rel=1e-9)
@@ -159,21 +160,21 @@ def test_cbs_score_with_update_never_worse_than_its_start_after_update():
     model, names, x, y, grads = tiny_problem(seed=5, m=96)
     fisher = EmpiricalFisher(grads, damp=DAMP, dtype=torch.float64)
     loss = training_loss(model, names, x, y)
-    common = dict(fisher=fisher, loss_of_weights=loss)
+    common = dict(fisher=fisher, training_loss=loss)
     searched = prune_one_shot(
         model,
         names,
         "cbs",
         0.7,
-        cbs=CBSSettings(start="magnitude", score_with_update=True),
+        settings=[CBSSettings(start="magnitude", score_with_update=True)],
         **common,
     )
     start = prune_one_shot(model, names, "magnitude+cbs_u", 0.7, **common)
     assert loss(flat_of(searched, names)) <= loss(flat_of(start, names)) + 1e-12
 
 
-def test_oneshot_config_has_the_update_options():
+def test_oneshot_config_nests_each_methods_settings_with_their_own_defaults():
     config = OneShotConfig()
-    assert config.update_scale == 1.0
-    assert config.update_scale_grid == []
-    assert config.cbs_score_with_update is False
+    assert config.update == UpdateSettings() and config.update.scale == 1.0
+    assert config.update.scale_grid == []
+    assert config.cbs == CBSSettings() and config.cbs.score_with_update is False

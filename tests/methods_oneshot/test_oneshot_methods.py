@@ -6,21 +6,28 @@ import torch
 from oneshot_tiny import tiny_problem, training_loss
 
 from prunekit.errors import ConfigError
-from prunekit.methods.oneshot import CBSSettings, parse_method, prune_one_shot
+from prunekit.methods.oneshot import CBSSettings, get_method, prune_one_shot
 from prunekit.methods.oneshot.flat import flatten_weights
 from prunekit.second_order import EmpiricalFisher
 
 
-def test_parse_method_presets_and_pairs():
-    assert parse_method("cbs") == ("cbs_s", "cbs_u")
-    assert parse_method("woodfisher") == ("obs", "woodfisher")
-    assert parse_method("magnitude") == ("magnitude", "none")
-    assert parse_method("grasp+cbs_u") == ("grasp", "cbs_u")
-    assert parse_method("cbs-s") == ("cbs_s", "none")
-    with pytest.raises(ConfigError, match="selection"):
-        parse_method("magnitud")
-    with pytest.raises(ConfigError):
-        parse_method("magnitude+sgd")
+def parts(name):
+    spec = get_method(name)
+    return spec.selection.name, spec.update.name
+
+
+def test_method_names_presets_and_pairs():
+    assert parts("cbs") == ("cbs_s", "cbs_u")
+    assert parts("woodfisher") == ("obs", "woodfisher")
+    assert parts("magnitude") == ("magnitude", "none")
+    assert parts("grasp+cbs_u") == ("grasp", "cbs_u")
+    assert parts("cbs-s") == ("cbs_s", "none")
+    assert get_method(" CBS-S ").name == "cbs_s" and get_method("MAGNITUDE").name == "magnitude"
+    assert get_method("magnitude + cbs_u").name == "magnitude+cbs_u"
+    with pytest.raises(ConfigError, match="did you mean 'magnitude'"):
+        get_method("magnitud")
+    with pytest.raises(ConfigError, match="update"):
+        get_method("magnitude+sgd")
 
 
 @pytest.mark.parametrize(
@@ -47,8 +54,8 @@ def test_exact_count_and_removed_exactly_zero(method, sparsity):
         method,
         sparsity,
         fisher=fisher,
-        loss_of_weights=training_loss(model, names, x, y),
-        cbs=CBSSettings(rmp_trials=3),
+        training_loss=training_loss(model, names, x, y),
+        settings=[CBSSettings(rmp_trials=3)],
         generator=torch.Generator().manual_seed(0),
     )
     d = before.numel()
@@ -76,7 +83,7 @@ def test_cbs_u_after_magnitude_equals_kkt_solution():
     new_w = torch.cat([result.weights[n].reshape(-1) for n in names])
     torch.testing.assert_close(new_w, w + delta, atol=1e-9, rtol=1e-7)
     predicted = 0.5 * delta @ F @ delta
-    assert result.info["predicted_loss_change"] == pytest.approx(float(predicted), rel=1e-6)
+    assert result.record.predicted_loss_change == pytest.approx(float(predicted), rel=1e-6)
 
 
 def test_woodfisher_is_sum_of_single_weight_updates():
@@ -120,8 +127,8 @@ def test_cbs_never_worse_than_its_start_on_training_loss():
         "cbs_s",
         0.6,
         fisher=fisher,
-        loss_of_weights=loss,
-        cbs=CBSSettings(start="magnitude"),
+        training_loss=loss,
+        settings=[CBSSettings(start="magnitude")],
     )
     start = prune_one_shot(model, names, "magnitude", 0.6)
     flat = lambda r: torch.cat([r.weights[n].reshape(-1) for n in names])  # noqa: E731

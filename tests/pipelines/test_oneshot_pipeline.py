@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from prunekit.methods.oneshot import CBSSettings, FisherSettings
 from prunekit.models import create_model
 from prunekit.pipelines.configs import OneShotConfig
 from prunekit.pipelines.oneshot import run_oneshot
@@ -30,10 +31,9 @@ def test_real_mlpnet_checkpoint_on_real_mnist(tmp_path):
         methods=["magnitude", "woodfisher", "cbs"],
         sparsities=[0.9],
         seeds=[0],
-        fisher_samples=300,
+        fisher=FisherSettings(samples=300),
         loss_samples=2000,
-        rmp_trials=3,
-        max_passes=5,
+        cbs=CBSSettings(rmp_trials=3, max_passes=5),
         run_dir=str(tmp_path / "run"),
         progress=False,
     )
@@ -46,14 +46,14 @@ def test_real_mlpnet_checkpoint_on_real_mnist(tmp_path):
         assert record["removed"] == round(0.9 * 32360)
     assert records["woodfisher"]["top1"] > records["magnitude"]["top1"]
     assert records["cbs"]["top1"] > records["magnitude"]["top1"]
-    folder = tmp_path / "run" / "cbs" / "sparsity-0.9" / "seed-0"
-    for name in ("mask.pt", "sparsity.json", "result.json", "pruned_model.pt", "cbs_history.json"):
+    (folder,) = (tmp_path / "run" / "cbs" / "sparsity-0.9" / "seed-0").glob("settings-*")
+    for name in ("mask.pt", "sparsity.json", "result.json", "pruned_model.pt", "search.json"):
         assert (folder / name).exists(), name
     assert (tmp_path / "run" / "results.md").read_text().count(
         "| mlpnet |"
     ) == 6  # accuracy and time tables
     config_json = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config_json["config"]["fisher_samples"] == 300 and "torch" in config_json["versions"]
+    assert config_json["config"]["fisher"]["samples"] == 300 and "torch" in config_json["versions"]
     # a second call redoes nothing and returns the same table
     before = (folder / "result.json").stat().st_mtime_ns
     run_oneshot(config)
@@ -72,9 +72,7 @@ def test_resnet20_per_layer_blocks_on_cifar_shaped_data(tmp_path):
         methods=["magnitude", "woodfisher", "magnitude+cbs_u"],
         sparsities=[0.9],
         seeds=[0],
-        fisher_samples=1000,
-        damp=1e-5,
-        fisher_blocks="layer",
+        fisher=FisherSettings(samples=1000, damp=1e-5, blocks="layer"),
         loss_samples=200,
         keep_first_layer_dense=True,
         keep_classifier_dense=True,
@@ -94,7 +92,6 @@ def test_resnet20_per_layer_blocks_on_cifar_shaped_data(tmp_path):
         )
         assert record["removed"] == round(0.9 * record["prunable"])
         assert record["collapsed_layers"] == []
-    mask = torch.load(
-        tmp_path / "run" / "woodfisher" / "sparsity-0.9" / "seed-0" / "mask.pt", weights_only=True
-    )
+    (folder,) = (tmp_path / "run" / "woodfisher" / "sparsity-0.9" / "seed-0").glob("settings-*")
+    mask = torch.load(folder / "mask.pt", weights_only=True)
     assert "conv1.weight" not in mask and "fc.weight" not in mask

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from cell_paths import cell_dir
 
 from prunekit.masks import load_mask
 from prunekit.pipelines.configs import PruneInitConfig
@@ -37,7 +38,7 @@ def test_prune_init_writes_everything_and_does_not_redo(tmp_path):
     prunable = 784 * 300 + 300 * 100 + 100 * 10
     for record in records:
         assert record["removed"] == round(0.9 * prunable)
-        folder = root / record["method"] / "sparsity-0.9" / "seed-0"
+        folder = cell_dir(root / record["method"] / "sparsity-0.9" / "seed-0")
         for name in ("mask.pt", "sparsity.json", "log.jsonl", "final.json", "result.json"):
             assert (folder / name).exists()
         mask = load_mask(folder / "mask.pt")
@@ -55,20 +56,26 @@ def test_prune_init_writes_everything_and_does_not_redo(tmp_path):
     assert run_report(ReportConfig(run_dir=str(root)))["runs"] == 3
     report = (root / "report.md").read_text()
     assert "| lenet_300_100 | grasp |" in report and (root / "report.png").exists()
-    stamp = (root / "grasp" / "sparsity-0.9" / "seed-0" / "result.json").stat().st_mtime_ns
+    stamp = (
+        (cell_dir(root / "grasp" / "sparsity-0.9" / "seed-0") / "result.json").stat().st_mtime_ns
+    )
     run_prune_init(config)
-    assert (root / "grasp" / "sparsity-0.9" / "seed-0" / "result.json").stat().st_mtime_ns == stamp
+    assert (
+        cell_dir(root / "grasp" / "sparsity-0.9" / "seed-0") / "result.json"
+    ).stat().st_mtime_ns == stamp
 
 
 def test_same_seed_same_initialisation_for_every_method(tmp_path):
     run_prune_init(small_config(tmp_path, methods=["random", "magnitude"], epochs=1))
     masks = {
-        m: load_mask(tmp_path / "run" / m / "sparsity-0.9" / "seed-0" / "mask.pt")
+        m: load_mask(cell_dir(tmp_path / "run" / m / "sparsity-0.9" / "seed-0") / "mask.pt")
         for m in ("random", "magnitude")
     }
     assert not masks["random"].equal(masks["magnitude"])
     run_prune_init(small_config(tmp_path, methods=["random"], run_dir=str(tmp_path / "again")))
-    again = load_mask(tmp_path / "again" / "random" / "sparsity-0.9" / "seed-0" / "mask.pt")
+    again = load_mask(
+        cell_dir(tmp_path / "again" / "random" / "sparsity-0.9" / "seed-0") / "mask.pt"
+    )
     assert again.equal(masks["random"]), "same seed, same mask, bit for bit"
 
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from cell_paths import cell_dir
 
 from prunekit.errors import ConfigError
 from prunekit.pipelines.configs import PruneInitConfig
@@ -68,6 +69,8 @@ def test_prune_init_reports_validation_accuracy(tmp_path):
         progress=False,
     )
     run_prune_init(config)
-    record = json.loads((tmp_path / "run/snip/sparsity-0.9/seed-0/result.json").read_text())
+    record = json.loads(
+        (cell_dir(tmp_path / "run/snip/sparsity-0.9/seed-0") / "result.json").read_text()
+    )
     assert 0.0 <= record["val_top1"] <= 100.0 and record["val_loss"] > 0
     assert torch.isfinite(torch.tensor(record["top1"]))

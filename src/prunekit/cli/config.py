@@ -1,7 +1,10 @@
 """Configuration from a YAML file and command-line flags (flags override the file).
 
-Each command has a flat dataclass of settings with documented defaults. Values are
-resolved as: dataclass defaults ← YAML file ← flags given on the command line.
+Each command has a dataclass of settings with documented defaults; a field whose type
+is a settings dataclass is a *group* (``cbs``, ``fisher``, ``update``), written in YAML
+as a mapping (``cbs: {rmp_trials: 10}``) or with the flag's spelling
+(``cbs_rmp_trials: 10``), and on the command line as ``--cbs-rmp-trials 10``. Values
+are resolved as: dataclass defaults ← YAML file ← flags given on the command line.
 """
 
 from __future__ import annotations
@@ -74,17 +77,73 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     return value
 
 
+def _group_type(annotation: Any) -> type | None:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        return annotation
+    return None
+
+
+def _flatten(values: dict[str, Any], groups: dict[str, type], source: str) -> dict[str, Any]:
+    """Group values as ``group.field`` keys, whether given as a nested mapping, as
+    ``group_field`` (the flag's spelling) or already as ``group.field``."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        key = str(key).replace("-", "_")
+        if key in groups:
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"option {key} in {source} must be a mapping of its settings, "
+                    f"e.g. {key}: {{...}}; got {value!r}"
+                )
+            for inner, inner_value in value.items():
+                flat[f"{key}.{str(inner).replace('-', '_')}"] = inner_value
+            continue
+        group = next(
+            (
+                g
+                for g in groups
+                if key.startswith(g + "_")
+                and key[len(g) + 1 :] in {f.name for f in dataclasses.fields(groups[g])}
+            ),
+            None,
+        )
+        flat[f"{group}.{key[len(group) + 1 :]}" if group else key] = value
+    return flat
+
+
 def resolve_config(cls: type[T], file_values: dict[str, Any], flag_values: dict[str, Any]) -> T:
     """Build ``cls`` from defaults, then the YAML values, then the flags."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
+    groups = {
+        f.name: g
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if (g := _group_type(hints[f.name])) is not None
+    }
+    valid: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in groups:
+            inner_hints = typing.get_type_hints(groups[f.name])
+            for inner in dataclasses.fields(groups[f.name]):
+                valid[f"{f.name}.{inner.name}"] = inner_hints[inner.name]
+        else:
+            valid[f.name] = hints[f.name]
     merged: dict[str, Any] = {}
     for source, values in (("config file", file_values), ("flags", flag_values)):
-        unknown = sorted(set(values) - set(fields))
+        values = _flatten(values, groups, source)
+        unknown = sorted(set(values) - set(valid))
         if unknown:
+            names = sorted(k.replace(".", "_") for k in valid)
             raise ConfigError(
-                f"unknown option(s) {unknown} in {source}; valid options: {sorted(fields)}"
+                f"unknown option(s) {[k.replace('.', '_') for k in unknown]} in {source}; "
+                f"valid options: {names}"
             )
         for key, value in values.items():
-            merged[key] = _coerce(key, value, hints[key])
-    return cls(**merged)
+            merged[key] = _coerce(key.replace(".", "_"), value, valid[key])
+    top = {k: v for k, v in merged.items() if "." not in k}
+    for name, group in groups.items():
+        inner = {k.split(".", 1)[1]: v for k, v in merged.items() if k.startswith(name + ".")}
+        top[name] = group(**inner)
+    return cls(**top)

@@ -1,7 +1,9 @@
 """Command-line options generated from a config dataclass, so flags and YAML keys agree.
 
 Each dataclass field becomes ``--field-name``; its ``metadata["help"]`` is the help
-text. Booleans get ``--x/--no-x``, lists take several values, dicts take a YAML
+text. A field whose type is itself a settings dataclass (a *group*, e.g. ``cbs``) gives
+one flag per inner field, ``--group-field`` (``--cbs-rmp-trials``), stored as
+``group.field``. Booleans get ``--x/--no-x``, lists take several values, dicts take a YAML
 mapping such as ``'{width: 2}'``. Defaults are suppressed so that only the flags a
 user typed override the YAML file.
 """
@@ -34,19 +36,32 @@ def _yaml_mapping(text: str) -> dict:
     return value
 
 
-def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
+def is_group(annotation: Any) -> bool:
+    """Whether a field's type is a nested settings dataclass."""
+    return isinstance(annotation, type) and dataclasses.is_dataclass(annotation)
+
+
+def add_config_options(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
     hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group("options (also settable as keys of a YAML --config file)")
+    title = "options (also settable as keys of a YAML --config file)"
+    if prefix:
+        title = f"{prefix} settings (YAML: a mapping under the key {prefix!r})"
+    group = parser.add_argument_group(title)
     for field in dataclasses.fields(cls):
-        flag = "--" + field.name.replace("_", "-")
         annotation = _base_type(hints[field.name])
+        if is_group(annotation):
+            add_config_options(parser, annotation, prefix=field.name)
+            continue
+        flag = "--" + (f"{prefix}_" if prefix else "") + field.name
+        flag = flag.replace("_", "-")
+        dest = f"{prefix}.{field.name}" if prefix else field.name
         default = field.default if field.default is not dataclasses.MISSING else None
         if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             default = field.default_factory()  # type: ignore[misc]
         help_text = field.metadata.get("help", "")
         help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
         help_text = help_text.replace("%", "%%")
-        kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS}
+        kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS}
         origin = typing.get_origin(annotation)
         if annotation is bool:
             group.add_argument(

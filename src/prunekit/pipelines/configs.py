@@ -1,20 +1,17 @@
-"""Settings of the pipelines, one flat dataclass per command.
+"""Settings of the pipelines, one dataclass per command.
 
 Every field is both a ``--flag`` and a key of a YAML ``--config`` file; its help text
-is in the field's metadata. Sparsity is always the fraction of prunable weights removed.
+is in the field's metadata. A method's own settings are nested as one group (``cbs``,
+``update``, ``fisher``) whose defaults are written once, in the method's file.
+Sparsity is always the fraction of prunable weights removed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-
-def opt(default, help: str, **extra):  # noqa: A002 - "help" reads best here
-    if isinstance(default, list | dict):
-        return field(
-            default_factory=lambda: type(default)(default), metadata={"help": help, **extra}
-        )
-    return field(default=default, metadata={"help": help, **extra})
+from prunekit.methods.oneshot import CBSSettings, FisherSettings, UpdateSettings
+from prunekit.utils.settings import setting as opt
 
 
 @dataclass
@@ -46,6 +43,8 @@ class TrainingFields:
         "multistep", "learning-rate schedule", choices=["constant", "step", "multistep", "cosine"]
     )
     milestones: list[float] = opt([0.5, 0.75], "multistep: fractions of training where lr /= 10")
+    step_size: int | None = opt(None, "step: epochs between two lr decays")
+    gamma: float = opt(0.1, "step and multistep: factor of each lr decay")
     augment: bool | None = opt(None, "data augmentation (default: on for CIFAR training)")
     validation_size: int = opt(
         0,
@@ -112,33 +111,10 @@ class OneShotConfig(TrainingFields, CommonConfig):
         "target sparsities (fractions of prunable weights removed)",
     )
     seeds: list[int] = opt([0], "seeds (each: gradient sample, RMP trials)")
-    fisher_samples: int = opt(10000, "m: number of gradients in the empirical Fisher")
-    fisher_batch_size: int = opt(1, "samples per gradient (1: per-sample gradients)")
-    damp: float = opt(1e-3, "Fisher dampening λ")
-    fisher_blocks: str = opt("full", "Fisher blocks: full, layer, or a chunk size like 10000")
-    fisher_dtype: str = opt(
-        "float32", "dtype of the Fisher algebra", choices=["float32", "float64"]
-    )
+    fisher: FisherSettings = opt(FisherSettings(), "the empirical Fisher")
     loss_samples: int = opt(10000, "training samples for the real loss (CBS outer loop, RMP)")
-    swap_threshold: float = opt(1e-4, "CBS-S ε: accept a swap when it lowers L(P) by at least this")
-    rank_window: int = opt(10, "CBS-S ρ: swap partners tried within ±ρ ranks")
-    max_failures: int = opt(20, "CBS-S τ: failures before a pass stops")
-    max_passes: int = opt(100, "CBS-S: passes at most")
-    patience: int = opt(5, "CBS-S: stop after this many passes without a lower real loss")
-    cbs_start: str = opt("rmp", "CBS-S start", choices=["rmp", "magnitude"])
-    rmp_trials: int = opt(50, "CBS-S: randomised-magnitude trials for the start")
-    update_solver: str = opt(
-        "auto", "CBS-U system", choices=["auto", "removed", "kept", "woodbury"]
-    )
-    update_scale: float = opt(
-        1.0, "multiply the update's correction of the kept weights by this (1: the full update)"
-    )
-    update_scale_grid: list[float] = opt(
-        [], "choose the update scale among these by the real training loss (empty: update_scale)"
-    )
-    cbs_score_with_update: bool = opt(
-        False, "CBS-S: score RMP trials and passes by the training loss after the update"
-    )
+    cbs: CBSSettings = opt(CBSSettings(), "CBS-S search")
+    update: UpdateSettings = opt(UpdateSettings(), "how the update is applied")
     reference: dict = opt(
         {}, "published figures shown beside the results: label → {sparsity: value}"
     )

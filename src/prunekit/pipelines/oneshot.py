@@ -1,136 +1,76 @@
-"""One-shot pruning of a trained network over methods, sparsities and seeds.
+"""``prunekit prune``: one-shot pruning of a trained network over methods, sparsities
+and seeds.
 
-For each seed: draw m training samples, compute their gradients at the trained weights
-and build the factored empirical Fisher once; then for each method and sparsity select
-exactly round(s·d) weights, apply the update, evaluate on the test set (no retraining)
-and optionally fine-tune with the mask held. Masks, sparsity reports, per-run results
-(accuracy, loss, timings) and a summary table go to the run folder; finished runs are
-not redone. Every choice (gradient samples, CBS's real loss) uses training data only.
+For each seed: draw the training samples, compute their gradients at the trained
+weights and the factored Fisher once (``methods.oneshot.evidence``); then for each
+method and sparsity run the method, evaluate on the test set without retraining and
+optionally fine-tune with the mask held. Each (method, sparsity, seed) is a run cell
+identified by its result-relevant settings (``pipelines.cells``): a finished cell is
+reused only when they match. Every choice uses training data only.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, Subset
 
-from prunekit.data import class_balanced_batches
 from prunekit.errors import ConfigError
-from prunekit.masks import check_sparsity, prunable_parameters, save_mask, sparsity_report
-from prunekit.methods.init import score_and_mask
-from prunekit.methods.oneshot import CBSSettings, needs_fisher, parse_method, prune_one_shot
-from prunekit.methods.oneshot.flat import flatten_weights, layer_sizes
+from prunekit.masks import prunable_parameters, save_mask, sparsity_report
+from prunekit.methods.oneshot import canonical_name, get_method, prune_one_shot
+from prunekit.methods.oneshot.evidence import gather_evidence, init_scorer
+from prunekit.methods.oneshot.flat import flatten_weights
+from prunekit.pipelines.cells import TRAINING_FIELDS, file_digest, open_cell, result_settings
 from prunekit.pipelines.configs import OneShotConfig
-from prunekit.pipelines.prune_init import init_method_options
+from prunekit.pipelines.grid import check_grid
 from prunekit.pipelines.run_folder import write_json, write_summary
-from prunekit.pipelines.setup import (
-    DataBundle,
-    build_data,
-    build_model,
-    load_weights,
-    start_run,
-    validation_metrics,
-)
+from prunekit.pipelines.setup import build_data, build_model, load_weights, start_run
 from prunekit.pipelines.train import training_settings
 from prunekit.reports import results_table
-from prunekit.second_order import (
-    EmpiricalFisher,
-    chunk_blocks,
-    minibatch_gradients,
-    one_block,
-    per_sample_gradients,
-)
 from prunekit.training import evaluate, fit
+from prunekit.utils.files import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
 
-def fisher_blocks(spec: str, sizes: list[int]) -> list[tuple[int, int]]:
-    """``full`` → one block; ``layer`` → one per layer; an integer → chunks of that size."""
-    if spec == "full":
-        return one_block(sum(sizes))
-    if spec == "layer":
-        return chunk_blocks(sizes, None)
-    try:
-        size = int(spec)
-    except ValueError:
-        raise ConfigError(
-            f"fisher_blocks must be 'full', 'layer' or a chunk size, got {spec!r}"
-        ) from None
-    return chunk_blocks(sizes, size)
-
-
-def check_config(config: OneShotConfig) -> None:
-    if not config.checkpoint:
-        raise ConfigError("prune needs --checkpoint PATH: the trained weights to prune")
-    for method in config.methods:
-        parse_method(method)
-    for s in config.sparsities:
-        check_sparsity(s)
-    if config.fisher_samples < 1 or config.fisher_batch_size < 1 or config.loss_samples < 1:
-        raise ConfigError("fisher_samples, fisher_batch_size and loss_samples must be >= 1")
-    if not config.damp > 0:
-        raise ConfigError(f"damp must be positive, got {config.damp}")
-    if not config.seeds:
-        raise ConfigError("give at least one seed")
-
-
-def stack_samples(dataset, indices: list[int], batch_size: int = 1000) -> tuple[Tensor, Tensor]:
-    """Inputs and targets of ``indices`` as two tensors."""
-    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False)
-    xs, ys = zip(*loader, strict=True)
-    return torch.cat(xs), torch.cat(ys)
-
-
-@torch.no_grad()
-def mean_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2000) -> float:
-    """Mean cross-entropy of ``model`` (eval mode) on ``(x, y)``."""
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    for start in range(0, len(x), batch_size):
-        logits = model(x[start : start + batch_size])
-        total += float(F.cross_entropy(logits, y[start : start + batch_size], reduction="sum"))
-    model.train(was_training)
-    return total / len(x)
-
-
-def make_loss_of_weights(model: nn.Module, names: list[str], x: Tensor, y: Tensor):
-    """``loss(flat_w)``: training loss with the prunable weights set to ``flat_w``."""
-    scratch = copy.deepcopy(model)
-    params = [scratch.get_parameter(n) for n in names]
-
-    def loss_of_weights(flat_w: Tensor) -> float:
-        with torch.no_grad():
-            start = 0
-            for p in params:
-                p.copy_(flat_w[start : start + p.numel()].reshape(p.shape))
-                start += p.numel()
-        return mean_loss(scratch, x, y)
-
-    return loss_of_weights
+def cell_settings(config: OneShotConfig, method: str, checkpoint_digest: str) -> dict:
+    """What decides a cell's result: the config less what this method does not read
+    (other methods' settings, training settings when nothing is fine-tuned)."""
+    spec = get_method(method)
+    drop = set() if config.epochs > 0 else set(TRAINING_FIELDS)
+    if not spec.needs_fisher:
+        drop.add("fisher")
+    if "cbs_s" != spec.selection.name:
+        drop.add("cbs")
+    if spec.update.settings is None:
+        drop.add("update")
+    if spec.selection.name not in ("random", "snip", "grasp", "synflow"):
+        drop.add("samples_per_class")
+    settings = result_settings(config, frozenset(drop))
+    return {**settings, "checkpoint_sha256": checkpoint_digest, "method": method}
 
 
 def run_oneshot(config: OneShotConfig) -> dict:
     """Run every (seed, method, sparsity); returns where the results are."""
-    check_config(config)
-    default_dir = Path("runs") / "prune" / f"{config.model}-{config.dataset}"
-    device, root = start_run(config, "prune", default_dir)
+    if not config.checkpoint:
+        raise ConfigError("prune needs --checkpoint PATH: the trained weights to prune")
+    methods, sparsities, seeds = check_grid(
+        config.methods, config.sparsities, config.seeds, canonical_name
+    )
+    if config.loss_samples < 1:
+        raise ConfigError(f"loss_samples must be >= 1, got {config.loss_samples}")
+    digest = file_digest(config.checkpoint)
+    device, root = start_run(
+        config, "prune", Path("runs") / "prune" / f"{config.model}-{config.dataset}"
+    )
     data = build_data(
         config.dataset,
         config.data_dir,
         config.batch_size,
         config.test_batch_size,
-        config.seeds[0],
+        seeds[0],
         augment=config.augment,
         download=config.download,
         train_subset=config.train_subset,
@@ -149,152 +89,88 @@ def run_oneshot(config: OneShotConfig) -> dict:
     )
     dense = evaluate(trained, data.test_loader, device, num_classes=data.num_classes)
     logger.info("dense model: test top1 %.2f, loss %.4f", dense["top1"], dense["loss"])
-    write_json(root / "dense.json", dense)
-    run = _Run(
-        config=config,
-        trained=trained,
-        names=names,
-        data=data,
-        dense=dense,
-        root=root,
-        device=device,
-        dtype=torch.float64 if config.fisher_dtype == "float64" else torch.float32,
+    dense_cell = open_cell(
+        root,
+        ["dense"],
+        {
+            **result_settings(
+                config,
+                frozenset(
+                    TRAINING_FIELDS
+                    | {"fisher", "cbs", "update", "loss_samples", "samples_per_class"}
+                ),
+            ),
+            "checkpoint_sha256": digest,
+        },
     )
+    write_json(dense_cell.folder / "dense.json", dense)
     records = []
-    for seed in config.seeds:
-        records.extend(_run_seed(run, seed))
+    for seed in seeds:
+        cells = {
+            (m, s): open_cell(
+                root,
+                [m.replace("+", "_plus_"), f"sparsity-{s:g}", f"seed-{seed}"],
+                {**cell_settings(config, m, digest), "sparsity": s, "seed": seed},
+            )
+            for m in methods
+            for s in sparsities
+        }
+        pending = {key: cell for key, cell in cells.items() if cell.finished() is None}
+        for key, cell in cells.items():
+            if key not in pending:
+                logger.info("%s: finished with the same settings, reused", cell.folder)
+        if pending:
+            evidence = gather_evidence(
+                trained,
+                names,
+                data.plain_train,
+                fisher_settings=config.fisher,
+                loss_samples=config.loss_samples,
+                seed=seed,
+                device=device,
+                need_fisher=any(get_method(m).needs_fisher for m, _ in pending),
+            )
+        for (method, sparsity), cell in cells.items():
+            record = cell.finished()
+            if record is None:
+                record = _prune_cell(
+                    config,
+                    trained,
+                    names,
+                    data,
+                    dense,
+                    evidence,
+                    method,
+                    sparsity,
+                    seed,
+                    cell,
+                    device,
+                )
+            records.append(record)
     _write_summary(root, records, config.reference)
     return {"run_dir": str(root), "table": str(root / "results.md")}
 
 
-@dataclass
-class _Run:
-    """What every (seed, method, sparsity) of one ``prune`` call shares."""
+def _prune_cell(
+    config, trained, names, data, dense, evidence, method, sparsity, seed, cell, device
+):
+    """Prune, evaluate, write the cell's files, optionally fine-tune; the cell's record."""
+    from prunekit.pipelines.setup import validation_metrics
 
-    config: OneShotConfig
-    trained: nn.Module
-    names: list[str]
-    data: DataBundle
-    dense: dict
-    root: Path
-    device: torch.device
-    dtype: torch.dtype
-
-
-@dataclass
-class _SeedState:
-    """What the runs of one seed share: the Fisher of its gradient sample, its loss."""
-
-    seed: int
-    fisher: EmpiricalFisher | None
-    loss_of_weights: Callable[[Tensor], float]
-    gradient_seconds: float
-    cbs: CBSSettings
-
-
-def _run_seed(run: _Run, seed: int) -> list[dict]:
-    config, trained, names = run.config, run.trained, run.names
-    plain_train = run.data.plain_train
-    root, device = run.root, run.device
-    pending = [
-        (method, sparsity)
-        for method in config.methods
-        for sparsity in config.sparsities
-        if not (_folder(root, method, sparsity, seed) / "result.json").exists()
-    ]
-    records_done = [
-        json.loads((_folder(root, m, s, seed) / "result.json").read_text())
-        for m in config.methods
-        for s in config.sparsities
-        if (m, s) not in pending
-    ]
-    if not pending:
-        return records_done
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(plain_train), generator=generator).tolist()
-    count = min(config.fisher_samples * config.fisher_batch_size, len(plain_train))
-    loss_x, loss_y = stack_samples(plain_train, order[: min(config.loss_samples, len(order))])
-    loss_x, loss_y = loss_x.to(device), loss_y.to(device)
-    loss_of_weights = make_loss_of_weights(trained, names, loss_x, loss_y)
-    fisher, gradient_seconds = None, 0.0
-    if any(needs_fisher(m) for m, _ in pending):
-        started = time.perf_counter()
-        x, y = stack_samples(plain_train, order[:count])
-        x, y = x.to(device), y.to(device)
-        if config.fisher_batch_size == 1:
-            grads = per_sample_gradients(trained, names, x, y)
-        else:
-            grads = minibatch_gradients(trained, names, x, y, config.fisher_batch_size)
-        gradient_seconds = time.perf_counter() - started
-        blocks = fisher_blocks(config.fisher_blocks, layer_sizes(trained, names))
-        fisher = EmpiricalFisher(grads, config.damp, blocks, dtype=run.dtype)
-        logger.info(
-            "seed %d: %d gradients of %d weights in %.1fs, %d Fisher block(s)",
-            seed,
-            grads.shape[0],
-            grads.shape[1],
-            gradient_seconds,
-            len(blocks),
-        )
-    cbs = CBSSettings(
-        swap_threshold=config.swap_threshold,
-        rank_window=config.rank_window,
-        max_failures=config.max_failures,
-        max_passes=config.max_passes,
-        patience=config.patience,
-        start=config.cbs_start,
-        rmp_trials=config.rmp_trials,
-        update_scale=config.update_scale,
-        update_scale_grid=tuple(config.update_scale_grid),
-        score_with_update=config.cbs_score_with_update,
-    )
-    state = _SeedState(seed, fisher, loss_of_weights, gradient_seconds, cbs)
-    records = list(records_done)
-    for method, sparsity in pending:
-        records.append(_run_one(run, state, method, sparsity))
-    return records
-
-
-def _folder(root: Path, method: str, sparsity: float, seed: int) -> Path:
-    return root / method.replace("+", "_plus_") / f"sparsity-{sparsity:g}" / f"seed-{seed}"
-
-
-def _init_scores(config, model, names, sparsity, seed, plain_train, device):
-    """Pruning-at-init scores of the trained model, on a class-balanced training sample."""
-
-    def scores(selection: str):
-        sample = class_balanced_batches(plain_train, config.samples_per_class, 1, seed=seed)
-        return score_and_mask(
-            selection,
-            model,
-            sparsity,
-            data=[(x.to(device), y.to(device)) for x, y in sample],
-            params=names,
-            **init_method_options(selection, seed),
-        )
-
-    return scores
-
-
-def _run_one(run: _Run, state: _SeedState, method: str, sparsity: float) -> dict:
-    config, trained, names, data, device = run.config, run.trained, run.names, run.data, run.device
-    seed, fisher, loss_of_weights = state.seed, state.fisher, state.loss_of_weights
-    folder = _folder(run.root, method, sparsity, seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    estimate = evidence.fisher
     result = prune_one_shot(
         trained,
         names,
         method,
         sparsity,
-        fisher=fisher,
-        loss_of_weights=loss_of_weights,
-        init_scores=_init_scores(config, trained, names, sparsity, seed, data.plain_train, device),
-        cbs=state.cbs,
-        update_solver=config.update_solver,
+        fisher=None if estimate is None else estimate.fisher,
+        training_loss=evidence.training_loss,
+        init_scores=init_scorer(
+            trained, names, sparsity, data.plain_train, config.samples_per_class, seed, device
+        ),
+        settings=[config.cbs, config.update],
         generator=torch.Generator().manual_seed(seed),
     )
-    prune_seconds = time.perf_counter() - started
     pruned = copy.deepcopy(trained)
     with torch.no_grad():
         for name, value in result.weights.items():
@@ -302,15 +178,12 @@ def _run_one(run: _Run, state: _SeedState, method: str, sparsity: float) -> dict
     if not result.mask.holds_in(pruned):
         raise AssertionError("pruned weights are not zero after the update")
     metrics = evaluate(pruned, data.test_loader, device, num_classes=data.num_classes)
-    flat = flatten_weights(pruned, names)
-    train_loss = loss_of_weights(flat)
-    save_mask(result.mask, folder / "mask.pt")
     report = sparsity_report(result.mask, pruned)
-    report.save(folder / "sparsity.json")
-    torch.save(pruned.state_dict(), folder / "pruned_model.pt")
-    info = {k: v for k, v in result.info.items() if k != "cbs_history"}
-    if "cbs_history" in result.info:
-        write_json(folder / "cbs_history.json", result.info["cbs_history"])
+    save_mask(result.mask, cell.folder / "mask.pt")
+    report.save(cell.folder / "sparsity.json")
+    atomic_torch_save(pruned.state_dict(), cell.folder / "pruned_model.pt")
+    if result.search is not None:
+        write_json(cell.folder / "search.json", result.search)
     record = {
         "model": config.model,
         "method": method,
@@ -318,13 +191,14 @@ def _run_one(run: _Run, state: _SeedState, method: str, sparsity: float) -> dict
         "seed": seed,
         "top1": metrics["top1"],
         "loss": metrics["loss"],
-        "train_loss": train_loss,
-        "dense_top1": run.dense["top1"],
-        **validation_metrics(pruned, run.data, device),
-        "gradient_seconds": state.gradient_seconds,
-        "prune_seconds": prune_seconds,
+        "train_loss": evidence.training_loss(flatten_weights(pruned, names)),
+        "dense_top1": dense["top1"],
+        **validation_metrics(pruned, data, device),
+        "fisher_samples_used": None if estimate is None else estimate.samples_used,
+        "gradient_seconds": 0.0 if estimate is None else estimate.seconds,
+        "prune_seconds": result.record.selection_seconds + result.record.update_seconds,
         "collapsed_layers": report.collapsed_layers,
-        **info,
+        **result.record.to_dict(),
     }
     logger.info(
         "%s sparsity %g seed %d: top1 %.2f (dense %.2f), removed %d/%d, %.1fs",
@@ -332,28 +206,26 @@ def _run_one(run: _Run, state: _SeedState, method: str, sparsity: float) -> dict
         sparsity,
         seed,
         metrics["top1"],
-        run.dense["top1"],
-        info["removed"],
-        info["prunable"],
-        prune_seconds,
+        dense["top1"],
+        result.record.removed,
+        result.record.prunable,
+        record["prune_seconds"],
     )
     if config.epochs > 0:
-        settings = training_settings(config, seed, config.progress)
         final = fit(
             pruned,
             data.train_loader,
             data.test_loader,
-            settings,
-            run_dir=folder / "finetune",
+            training_settings(config, seed, config.progress),
+            run_dir=cell.folder / "finetune",
             mask=result.mask,
             resume=True,
             device=device,
         )
         record["finetuned_top1"] = final.get("test_top1")
         record["finetuned_loss"] = final.get("test_loss")
-        record.update(validation_metrics(pruned, run.data, device, prefix="finetuned_val_"))
-    write_json(folder / "result.json", record)
-    return record
+        record.update(validation_metrics(pruned, data, device, prefix="finetuned_val_"))
+    return cell.write_result(record)
 
 
 def _write_summary(root: Path, records: list[dict], reference: dict) -> None:
@@ -362,6 +234,9 @@ def _write_summary(root: Path, records: list[dict], reference: dict) -> None:
         + results_table(records, metric="top1", reference=reference)
         + "\n"
     )
+    if any("val_top1" in r for r in records):
+        text += "\nValidation top-1 (held-out training samples):\n\n"
+        text += results_table(records, metric="val_top1") + "\n"
     if any("finetuned_top1" in r for r in records):
         text += "\nAfter fine-tuning:\n\n" + results_table(records, metric="finetuned_top1") + "\n"
     text += (

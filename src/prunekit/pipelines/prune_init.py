@@ -20,14 +20,16 @@ import torch
 from prunekit.data import class_balanced_batches
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.masks import (
-    check_sparsity,
     load_mask,
     prunable_parameters,
     save_mask,
     sparsity_report,
 )
 from prunekit.methods.init import get_init_method, score_and_mask
+from prunekit.methods.init.options import init_method_options
+from prunekit.pipelines.cells import open_cell, result_settings
 from prunekit.pipelines.configs import PruneInitConfig
+from prunekit.pipelines.grid import check_grid
 from prunekit.pipelines.run_folder import write_json, write_summary
 from prunekit.pipelines.setup import build_data, build_model, start_run, validation_metrics
 from prunekit.pipelines.train import training_settings
@@ -49,36 +51,37 @@ def _default_rounds(method: str, rounds: int | None) -> int:
     return 100 if method == "synflow" else 1
 
 
-def init_method_options(
-    method: str, seed: int, temperature: float = 200.0, reinit_linear_xavier: bool = False
-) -> dict:
-    """The keyword arguments each scoring method takes (a seeded generator for random)."""
-    if method == "grasp":
-        return {"temperature": temperature, "reinit_linear_xavier": reinit_linear_xavier}
-    if method == "random":
-        return {"generator": torch.Generator().manual_seed(seed)}
-    return {}
-
-
-def check_config(config: PruneInitConfig) -> None:
-    for method in config.methods:
-        get_init_method(method)  # raises ConfigError listing the valid names
-    for s in config.sparsities:
-        check_sparsity(s)
-    if not config.seeds:
-        raise ConfigError("give at least one seed")
+def check_config(config: PruneInitConfig) -> tuple[list[str], list[float], list[int]]:
+    """The call's grid (each method, sparsity and seed once), after checking options."""
+    grid = check_grid(
+        config.methods, config.sparsities, config.seeds, lambda m: get_init_method(m).name
+    )
     if config.samples_per_class < 1 or config.num_iters < 1:
         raise ConfigError("samples_per_class and num_iters must be >= 1")
+    return grid
+
+
+def cell_settings(config: PruneInitConfig, method: str, sparsity: float, seed: int) -> dict:
+    """What decides a cell's result: every result-relevant option, the method, the
+    sparsity, the seed and the resolved number of rounds."""
+    rounds = _default_rounds(method, config.rounds)
+    return {
+        **result_settings(config, frozenset({"rounds"})),
+        "method": method,
+        "sparsity": sparsity,
+        "seed": seed,
+        "rounds": rounds,
+    }
 
 
 def run_prune_init(config: PruneInitConfig) -> dict:
     """Run every (seed, method, sparsity) and return the result records."""
-    check_config(config)
+    methods, sparsities, seeds = check_config(config)
     device, root = start_run(
         config, "prune-init", Path("runs") / "prune-init" / f"{config.model}-{config.dataset}"
     )
     records = []
-    for seed in config.seeds:
+    for seed in seeds:
         data = build_data(
             config.dataset,
             config.data_dir,
@@ -96,8 +99,8 @@ def run_prune_init(config: PruneInitConfig) -> dict:
         sample = class_balanced_batches(
             data.train, config.samples_per_class, config.num_iters, seed=seed
         )
-        for method in config.methods:
-            for sparsity in config.sparsities:
+        for method in methods:
+            for sparsity in sparsities:
                 records.append(
                     _run_one(
                         config,
@@ -117,17 +120,22 @@ def run_prune_init(config: PruneInitConfig) -> dict:
 
 
 def _run_one(config, data, model, initial_state, sample, method, sparsity, seed, root, device):
-    folder = root / method / f"sparsity-{sparsity:g}" / f"seed-{seed}"
-    if (folder / "result.json").exists():
-        logger.info("%s: already finished, not redone", folder)
-        return json.loads((folder / "result.json").read_text())
-    folder.mkdir(parents=True, exist_ok=True)
+    cell = open_cell(
+        root,
+        [method, f"sparsity-{sparsity:g}", f"seed-{seed}"],
+        cell_settings(config, method, sparsity, seed),
+    )
+    folder = cell.folder
+    finished = cell.finished()
+    if finished is not None:
+        logger.info("%s: finished with the same settings, reused", folder)
+        return finished
     model.load_state_dict(initial_state)
     model.to(device)
     params = list(prunable_parameters(model, keep_classifier_dense=config.keep_classifier_dense))
-    score_seconds = 0.0
-    if (folder / "mask.pt").exists():
+    if (folder / "mask.pt").exists() and (folder / "score.json").exists():
         mask = load_mask(folder / "mask.pt")
+        score_seconds = json.loads((folder / "score.json").read_text())["score_seconds"]
     else:
         torch.manual_seed(seed)
         started = time.perf_counter()
@@ -145,6 +153,7 @@ def _run_one(config, data, model, initial_state, sample, method, sparsity, seed,
         )
         score_seconds = time.perf_counter() - started
         save_mask(mask, folder / "mask.pt")
+        write_json(folder / "score.json", {"score_seconds": score_seconds})
     report = sparsity_report(mask, model)
     report.save(folder / "sparsity.json")
     if report.collapsed_layers:
@@ -187,12 +196,16 @@ def _run_one(config, data, model, initial_state, sample, method, sparsity, seed,
         "score_seconds": score_seconds,
         "top1": final.get("test_top1"),
         "loss": final.get("test_loss"),
-        "best_top1": final.get("best_test_top1"),
+        # the best epoch is chosen on the validation split, never on the test set
+        **(
+            {k: final.get(k) for k in ("best_val_top1", "best_epoch")}
+            if "best_val_top1" in final
+            else {}
+        ),
         "epochs": final.get("epoch"),
         **validation_metrics(model, data, device),
     }
-    write_json(folder / "result.json", record)
-    return record
+    return cell.write_result(record)
 
 
 def _write_summary(root: Path, records: list[dict], reference: dict) -> None:

@@ -54,11 +54,21 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 
 def prepare_run_folder(run_dir: str | Path, command: str, config: Any, seed: int | None) -> Path:
-    """Create ``run_dir`` and write ``config.json`` (resolved config, seed, versions, time)."""
+    """Create ``run_dir`` and record this call in ``config.json``: its resolved config,
+    seed, library versions, time and argv at the top, every earlier call of the same
+    folder kept under ``previous_calls`` (oldest first)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.json"
+    previous: list[dict] = []
+    if path.exists():
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            earlier = {"unreadable": str(path)}
+        previous = earlier.pop("previous_calls", []) + [earlier]
     write_json(
-        run_dir / "config.json",
+        path,
         {
             "command": command,
             "config": config,
@@ -66,6 +76,7 @@ def prepare_run_folder(run_dir: str | Path, command: str, config: Any, seed: int
             "versions": library_versions(),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "argv": sys.argv,
+            "previous_calls": previous,
         },
     )
     return run_dir

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -25,20 +25,12 @@ logger = logging.getLogger(__name__)
 
 
 def training_settings(config: TrainingFields, seed: int, progress: bool) -> TrainConfig:
-    """The trainer's settings taken from a pipeline config."""
-    return TrainConfig(
-        epochs=config.epochs,
-        optimizer=config.optimizer,
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-        weight_decay=config.weight_decay,
-        scheduler=config.scheduler,
-        milestones=tuple(config.milestones),
-        seed=seed,
-        progress=progress,
-        log_every=0,
-    )
+    """The trainer's settings: every ``TrainConfig`` field the pipeline config has,
+    copied by name (none is dropped), plus the seed and progress flag."""
+    shared = {f.name for f in fields(TrainConfig)} & {f.name for f in fields(config)}
+    values = {name: getattr(config, name) for name in shared}
+    values["milestones"] = tuple(values.get("milestones", ()))
+    return TrainConfig(**{**values, "seed": seed, "progress": progress, "log_every": 0})
 
 
 def default_run_dir(command: str, model: str, dataset: str, suffix: str = "") -> Path:

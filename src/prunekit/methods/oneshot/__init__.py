@@ -1,25 +1,67 @@
-"""One-shot pruning after training: magnitude, OBS/WoodFisher, CBS-S and CBS-U."""
+"""One-shot pruning after training: a registered *selection* (which weights go) and
+*update* (how the kept weights compensate), each in its own file.
 
-from prunekit.methods.oneshot.methods import (
-    INIT_SCORE_SELECTIONS,
+| name | kind | file |
+|---|---|---|
+| ``magnitude``, ``layerwise_magnitude`` | selection | ``magnitude.py`` |
+| ``obs`` / ``woodfisher`` | selection / update | ``woodfisher.py`` |
+| ``cbs_s`` / ``cbs_u`` | selection / update | ``cbs.py`` |
+| ``random``, ``snip``, ``grasp``, ``synflow`` | selection | ``init_scores.py`` |
+| ``none`` | update | ``update.py`` |
+
+Presets: ``magnitude``, ``layerwise_magnitude``, ``woodfisher`` (obs+woodfisher) and
+``cbs`` (cbs_s+cbs_u); any pair is written ``selection+update``. Every method removes
+exactly round(s·d) prunable weights. :func:`prune_model` is the one call from a model
+and its training data; :func:`prune_one_shot` runs a method on second-order
+information already gathered.
+"""
+
+# Importing a method's file registers it.
+from prunekit.methods.oneshot import cbs, init_scores, magnitude, update, woodfisher  # noqa: F401
+from prunekit.methods.oneshot.api import prune_model
+from prunekit.methods.oneshot.cbs import CBSSettings
+from prunekit.methods.oneshot.evidence import FisherSettings
+from prunekit.methods.oneshot.problem import OneShotProblem
+from prunekit.methods.oneshot.prune import prune_one_shot
+from prunekit.methods.oneshot.registry import (
     PRESETS,
     SELECTIONS,
     UPDATES,
-    CBSSettings,
-    OneShotResult,
-    needs_fisher,
-    parse_method,
-    prune_one_shot,
+    MethodSpec,
+    canonical_name,
+    get_method,
+    register_preset,
+    register_selection,
+    register_update,
 )
+from prunekit.methods.oneshot.results import (
+    OneShotRecord,
+    OneShotResult,
+    SearchReport,
+    Selection,
+    Update,
+)
+from prunekit.methods.oneshot.update import UpdateSettings
 
 __all__ = [
-    "INIT_SCORE_SELECTIONS",
     "PRESETS",
     "SELECTIONS",
     "UPDATES",
     "CBSSettings",
+    "FisherSettings",
+    "MethodSpec",
+    "OneShotProblem",
+    "OneShotRecord",
     "OneShotResult",
-    "needs_fisher",
-    "parse_method",
+    "SearchReport",
+    "Selection",
+    "Update",
+    "UpdateSettings",
+    "canonical_name",
+    "get_method",
+    "prune_model",
     "prune_one_shot",
+    "register_preset",
+    "register_selection",
+    "register_update",
 ]

@@ -1,28 +1,33 @@
 """Magnitude pruning of a trained network: remove the k smallest |w|.
 
-Global magnitude ranks all prunable weights together; layer-wise magnitude prunes each
-layer to the target sparsity on its own. Exactly round(s·d) weights are removed.
+``magnitude`` ranks all prunable weights together (global); ``layerwise_magnitude``
+prunes each layer to the target sparsity on its own. Exactly round(s·d) weights are
+removed; ties go by position.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from torch import Tensor, nn
-
 from prunekit.masks import scores_to_mask
 from prunekit.methods.oneshot.flat import removed_from_mask
+from prunekit.methods.oneshot.problem import OneShotProblem
+from prunekit.methods.oneshot.registry import register_preset, register_selection
+from prunekit.methods.oneshot.results import Selection
 from prunekit.second_order import magnitude_start
 
 
-def global_magnitude_selection(w: Tensor, k: int) -> Tensor:
-    """Flat removal mask (True = removed) of the k smallest |w| over all layers."""
-    return magnitude_start(w, k)
+@register_selection("magnitude")
+def global_magnitude(problem: OneShotProblem, settings: None, update) -> Selection:
+    """The k smallest |w| over all prunable weights."""
+    return Selection(magnitude_start(problem.weights, problem.k))
 
 
-def layerwise_magnitude_selection(
-    model: nn.Module, names: Sequence[str], sparsity: float
-) -> Tensor:
-    """Flat removal mask pruning each named layer to ``sparsity`` by |w|."""
-    scores = {n: model.get_parameter(n).detach().abs() for n in names}
-    return removed_from_mask(scores_to_mask(scores, sparsity, scope="layerwise"), names)
+@register_selection("layerwise_magnitude")
+def layerwise_magnitude(problem: OneShotProblem, settings: None, update) -> Selection:
+    """Each layer's smallest |w|, every layer pruned to the target sparsity."""
+    scores = {n: problem.model.get_parameter(n).detach().abs() for n in problem.names}
+    mask = scores_to_mask(scores, problem.sparsity, scope="layerwise")
+    return Selection(removed_from_mask(mask, problem.names))
+
+
+register_preset("magnitude", "magnitude", "none")
+register_preset("layerwise_magnitude", "layerwise_magnitude", "none")

@@ -1,0 +1,89 @@
+"""One call for one-shot pruning of any model: gather the gradients, Fisher and training
+loss from the training data, then run the method (what ``prunekit prune`` does)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from prunekit.masks import prunable_parameters
+from prunekit.methods.oneshot.evidence import (
+    DataSource,
+    FisherSettings,
+    as_dataset,
+    gather_evidence,
+    init_scorer,
+)
+from prunekit.methods.oneshot.prune import prune_one_shot
+from prunekit.methods.oneshot.registry import get_method
+from prunekit.methods.oneshot.results import OneShotResult
+
+
+def prune_model(
+    model: nn.Module,
+    method: str,
+    sparsity: float,
+    data: DataSource,
+    *,
+    names: Sequence[str] | None = None,
+    fisher: FisherSettings | None = None,
+    loss_samples: int | None = None,
+    settings: Iterable[object] = (),
+    samples_per_class: int = 10,
+    seed: int = 0,
+    apply: bool = False,
+) -> OneShotResult:
+    """Prune a trained ``model`` in one shot with ``method`` (``magnitude``,
+    ``woodfisher``, ``cbs``, any ``selection+update``): exactly round(s·d) of its d
+    prunable weights are removed.
+
+    ``data`` is the *training* data: ``(inputs, targets)`` tensors, a Dataset or a
+    DataLoader (its dataset is used). A seeded draw of it gives the Fisher's gradients
+    (``fisher``: m, batch size, dampening, blocks; default m = min(1000, n)) and the
+    samples of the real training loss (``loss_samples``, default min(10000, n)).
+    ``names`` default to :func:`prunekit.masks.prunable_parameters` (the weight of every
+    Conv and Linear layer). The model is left unchanged unless ``apply=True``, which
+    writes the new weights (removed ones exactly zero) into it.
+
+    Example::
+
+        result = prune_model(model, "cbs", 0.9, (x_train, y_train))
+        result.mask        # Mask: True = kept
+        result.weights     # updated prunable weights
+    """
+    dataset = as_dataset(data)
+    names = list(names) if names is not None else list(prunable_parameters(model))
+    if fisher is None:
+        fisher = FisherSettings(samples=min(1000, len(dataset)))
+    if loss_samples is None:
+        loss_samples = min(10000, len(dataset))
+    device = next(model.parameters()).device
+    evidence = gather_evidence(
+        model,
+        names,
+        dataset,
+        fisher_settings=fisher,
+        loss_samples=loss_samples,
+        seed=seed,
+        need_fisher=get_method(method).needs_fisher,
+        device=device,
+    )
+    estimate = evidence.fisher
+    result = prune_one_shot(
+        model,
+        names,
+        method,
+        sparsity,
+        fisher=None if estimate is None else estimate.fisher,
+        training_loss=evidence.training_loss,
+        init_scores=init_scorer(model, names, sparsity, dataset, samples_per_class, seed, device),
+        settings=settings,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    if apply:
+        with torch.no_grad():
+            for name, value in result.weights.items():
+                model.get_parameter(name).copy_(value)
+    return result

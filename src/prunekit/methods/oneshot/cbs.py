@@ -1,0 +1,120 @@
+"""Combinatorial Brain Surgeon (Yu, Serra, Ramalingam, Zhe 2022).
+
+Selection ``cbs_s``: a randomised-magnitude (RMP) or magnitude start, then pairwise-swap
+local search on L(P) = w_Pᵀ F_PP w_P (undamped F), the outer loop scored by the real
+loss on training data. Update ``cbs_u``: the exact multi-weight OBS update
+δw = −F⁻¹ E_Q [(F⁻¹)_QQ]⁻¹ w_Q for the removal set Q. Preset ``cbs`` = ``cbs_s+cbs_u``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from prunekit.errors import ConfigError
+from prunekit.methods.oneshot.problem import OneShotProblem
+from prunekit.methods.oneshot.registry import (
+    register_preset,
+    register_selection,
+    register_update,
+)
+from prunekit.methods.oneshot.results import SearchPass, SearchReport, Selection, Update
+from prunekit.methods.oneshot.update import UpdateSettings, apply_correction, local_model_change
+from prunekit.second_order import cbs_select, cbs_update, magnitude_start, rmp_start
+from prunekit.utils.settings import setting
+
+
+@dataclass
+class CBSSettings:
+    """CBS-S search settings; the defaults are the CBS paper's (ε, ρ, τ, passes,
+    patience, 50 RMP trials).
+
+    ``score_with_update``: score every RMP trial and every pass by the real training
+    loss of the model *after* the paired update (with its scale rule) instead of with
+    the removed weights simply zeroed, so the search keeps the mask whose updated model
+    is best on training data. Costs one update solve per trial and pass."""
+
+    swap_threshold: float = setting(
+        1e-4, "CBS-S ε: accept a swap when it lowers L(P) by at least this"
+    )
+    rank_window: int = setting(10, "CBS-S ρ: swap partners tried within ±ρ ranks")
+    max_failures: int = setting(20, "CBS-S τ: failures before a pass stops")
+    max_passes: int = setting(100, "CBS-S: passes at most")
+    patience: int = setting(5, "CBS-S: stop after this many passes without a lower real loss")
+    start: str = setting("rmp", "CBS-S start", choices=["rmp", "magnitude"])
+    rmp_trials: int = setting(50, "CBS-S: randomised-magnitude trials for the start")
+    score_with_update: bool = setting(
+        False, "CBS-S: score RMP trials and passes by the training loss after the update"
+    )
+
+    def __post_init__(self) -> None:
+        if self.start not in ("rmp", "magnitude"):
+            raise ConfigError(f"CBS start must be 'rmp' or 'magnitude', got {self.start!r}")
+        for name in ("rank_window", "max_failures", "max_passes", "patience", "rmp_trials"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"CBS {name} must be >= 1, got {getattr(self, name)}")
+
+
+@register_selection("cbs_s", needs_fisher=True, settings=CBSSettings)
+def cbs_selection(
+    problem: OneShotProblem, settings: CBSSettings, update: Callable[[Tensor], Update]
+) -> Selection:
+    """RMP (or magnitude) start, then the pairwise-swap search, scored by the real loss
+    on training data of the weights with the removed ones zeroed, or (with
+    ``score_with_update``) after the paired update."""
+    fisher = problem.require_fisher("cbs_s")
+    training_loss = problem.require_training_loss("cbs_s")
+    if problem.fixed_removed is not None and bool(problem.fixed_removed.any()):
+        raise ConfigError("cbs_s cannot keep earlier removals fixed; use another selection")
+    w = problem.weights
+
+    def loss_of_mask(removed: Tensor) -> float:
+        removed = removed.to(w.device)
+        new_w = update(removed).weights if settings.score_with_update else w * ~removed
+        return float(training_loss(new_w))
+
+    wf = w.to(fisher.dtype).to(fisher.device)
+    if settings.start == "rmp":
+        start = rmp_start(wf, problem.k, settings.rmp_trials, problem.generator, loss_of_mask)
+    else:
+        start = magnitude_start(wf, problem.k)
+    result = cbs_select(
+        wf,
+        fisher.grads,
+        start,
+        loss_of_mask,
+        blocks=fisher.blocks,
+        swap_threshold=settings.swap_threshold,
+        rank_window=settings.rank_window,
+        max_failures=settings.max_failures,
+        max_passes=settings.max_passes,
+        patience=settings.patience,
+    )
+    report = SearchReport(
+        best_pass=result.best_pass,
+        passes=len(result.history) - 1,
+        scored_with_update=settings.score_with_update,
+        history=[
+            SearchPass(r.pass_index, r.quadratic_loss, r.loss, r.swaps) for r in result.history
+        ],
+    )
+    return Selection(result.removed.cpu(), report)
+
+
+@register_update("cbs_u", needs_fisher=True, settings=UpdateSettings)
+def cbs_correction(problem: OneShotProblem, removed: Tensor, settings: UpdateSettings) -> Update:
+    """The exact multi-weight OBS update for the removal set."""
+    fisher = problem.require_fisher("the cbs_u update")
+    route = "woodbury" if settings.solver == "gram" else settings.solver
+    solved = cbs_update(
+        problem.weights.to(fisher.dtype), fisher, removed.to(fisher.device), solver=route
+    )
+    correction = solved.delta.to(problem.weights.dtype).cpu()
+    return apply_correction(
+        problem, removed, correction, lambda change: local_model_change(problem, change), settings
+    )
+
+
+register_preset("cbs", "cbs_s", "cbs_u")

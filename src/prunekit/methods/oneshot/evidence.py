@@ -1,0 +1,223 @@
+"""Gathering what one-shot methods need from a model and its training data: gradient
+samples and the factored empirical Fisher, the mean gradient, the real training loss
+and pruning-at-init scores. Used by the one-call API and by ``prunekit prune`` alike.
+
+Samples: a seeded permutation of the training samples; the Fisher uses its first
+m·b samples (m gradients of b samples each), the training loss its first
+``loss_samples``. A request for more samples than there are is an error, never a
+silent clamp.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from prunekit.data import class_balanced_batches
+from prunekit.errors import ConfigError
+from prunekit.masks import Mask
+from prunekit.methods.init import score_and_mask
+from prunekit.methods.init.options import init_method_options
+from prunekit.methods.oneshot.flat import layer_sizes
+from prunekit.methods.oneshot.training_loss import weights_loss
+from prunekit.second_order import (
+    EmpiricalFisher,
+    chunk_blocks,
+    minibatch_gradients,
+    one_block,
+    per_sample_gradients,
+)
+from prunekit.utils.settings import setting
+from prunekit.utils.types import WeightsLoss
+
+
+@dataclass
+class FisherSettings:
+    """The empirical Fisher F = λI + GᵀG/m: m gradients of ``batch_size`` samples each,
+    dampening λ, blocks (``full``, ``layer`` or a chunk size) and the algebra's dtype."""
+
+    samples: int = setting(10000, "m: number of gradients in the empirical Fisher")
+    batch_size: int = setting(1, "samples per gradient (1: per-sample gradients)")
+    damp: float = setting(1e-3, "Fisher dampening λ (> 0)")
+    blocks: str = setting("full", "Fisher blocks: full, layer, or a chunk size like 10000")
+    dtype: str = setting("float32", "dtype of the Fisher algebra", choices=["float32", "float64"])
+
+    def __post_init__(self) -> None:
+        if self.samples < 1 or self.batch_size < 1:
+            raise ConfigError(
+                f"fisher samples and batch size must be >= 1, got {self.samples} and "
+                f"{self.batch_size}"
+            )
+        if not (math.isfinite(self.damp) and self.damp > 0):
+            raise ConfigError(f"the Fisher dampening must be a positive number, got {self.damp}")
+        if self.dtype not in ("float32", "float64"):
+            raise ConfigError(f"fisher dtype must be float32 or float64, got {self.dtype!r}")
+        fisher_blocks(self.blocks, [1])  # validates the spelling
+
+    @property
+    def sample_count(self) -> int:
+        return self.samples * self.batch_size
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch.float64 if self.dtype == "float64" else torch.float32
+
+
+def fisher_blocks(spec: str, sizes: list[int]) -> list[tuple[int, int]]:
+    """``full`` → one block; ``layer`` → one per layer; an integer → chunks of that size."""
+    if spec == "full":
+        return one_block(sum(sizes))
+    if spec == "layer":
+        return chunk_blocks(sizes, None)
+    try:
+        size = int(spec)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"fisher blocks must be 'full', 'layer' or a chunk size, got {spec!r}"
+        ) from None
+    return chunk_blocks(sizes, size)
+
+
+DataSource = Dataset | DataLoader | tuple[Tensor, Tensor]
+
+
+def as_dataset(data: DataSource) -> Dataset:
+    """A dataset from ``(inputs, targets)`` tensors, a Dataset, or a DataLoader's dataset."""
+    if isinstance(data, DataLoader):
+        return data.dataset
+    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], Tensor):
+        x, y = data
+        if len(x) != len(y):
+            raise ConfigError(f"inputs and targets differ in length: {len(x)} vs {len(y)}")
+        return TensorDataset(x, y)
+    if isinstance(data, Dataset):
+        return data
+    raise ConfigError(
+        f"training data must be (inputs, targets) tensors, a Dataset or a DataLoader, "
+        f"got {type(data).__name__}"
+    )
+
+
+def sample_order(dataset: Dataset, seed: int) -> list[int]:
+    """The seeded permutation of the training samples that every draw reads from."""
+    return torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def stack_samples(dataset: Dataset, indices: Sequence[int], batch_size: int = 1000):
+    """Inputs and targets of ``indices`` as two tensors."""
+    loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, shuffle=False)
+    xs, ys = zip(*loader, strict=True)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def take(order: list[int], count: int, what: str, option: str) -> list[int]:
+    if count > len(order):
+        raise ConfigError(
+            f"{what} needs {count} training samples but only {len(order)} are available; "
+            f"lower {option}"
+        )
+    return order[:count]
+
+
+@dataclass
+class FisherEstimate:
+    """The factored Fisher at the model's weights, the mean gradient ḡ (the mean of G's
+    rows), the number of gradients m actually used and the seconds taken."""
+
+    fisher: EmpiricalFisher
+    gradient: Tensor
+    samples_used: int
+    seconds: float
+
+
+def estimate_fisher(
+    model: nn.Module, names: Sequence[str], x: Tensor, y: Tensor, settings: FisherSettings
+) -> FisherEstimate:
+    """Gradients of ``model`` (eval mode) at its current weights on ``(x, y)``, grouped
+    ``settings.batch_size`` at a time, and the factored Fisher of them."""
+    started = time.perf_counter()
+    if settings.batch_size == 1:
+        grads = per_sample_gradients(model, names, x, y)
+    else:
+        grads = minibatch_gradients(model, names, x, y, settings.batch_size)
+    if not torch.isfinite(grads).all():
+        raise ConfigError(
+            "the gradients for the Fisher contain NaN or Inf: check that the model's weights "
+            "are finite and its loss is finite on the training samples"
+        )
+    blocks = fisher_blocks(settings.blocks, layer_sizes(model, names))
+    fisher = EmpiricalFisher(grads, settings.damp, blocks, dtype=settings.torch_dtype)
+    gradient = fisher.grads.mean(0)
+    return FisherEstimate(fisher, gradient, grads.shape[0], time.perf_counter() - started)
+
+
+def init_scorer(
+    model: nn.Module,
+    names: Sequence[str],
+    sparsity: float,
+    dataset: Dataset,
+    samples_per_class: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> Callable[[str], Mask]:
+    """``scores(name)``: the mask of a pruning-at-init score of ``model`` at ``sparsity``
+    on a class-balanced training sample (``samples_per_class`` of each class)."""
+
+    def scores(name: str) -> Mask:
+        sample = class_balanced_batches(dataset, samples_per_class, 1, seed=seed)
+        return score_and_mask(
+            name,
+            model,
+            sparsity,
+            data=[(x.to(device), y.to(device)) for x, y in sample],
+            params=names,
+            **init_method_options(name, seed),
+        )
+
+    return scores
+
+
+@dataclass
+class TrainingEvidence:
+    """What the methods of one seed share: the loss samples' training loss and, when a
+    method needs it, the Fisher estimate."""
+
+    training_loss: WeightsLoss
+    fisher: FisherEstimate | None
+
+
+def gather_evidence(
+    model: nn.Module,
+    names: Sequence[str],
+    dataset: Dataset,
+    *,
+    fisher_settings: FisherSettings,
+    loss_samples: int,
+    seed: int,
+    need_fisher: bool,
+    device: torch.device | str = "cpu",
+) -> TrainingEvidence:
+    """Draw the seed's samples and compute the training loss and (if ``need_fisher``)
+    the Fisher at ``model``'s current weights."""
+    order = sample_order(dataset, seed)
+    loss_x, loss_y = stack_samples(
+        dataset, take(order, loss_samples, "the training loss", "loss_samples")
+    )
+    training_loss = weights_loss(model, names, loss_x.to(device), loss_y.to(device))
+    estimate = None
+    if need_fisher:
+        indices = take(
+            order,
+            fisher_settings.sample_count,
+            "the Fisher (samples × batch size)",
+            "fisher samples or fisher batch size",
+        )
+        x, y = stack_samples(dataset, indices)
+        estimate = estimate_fisher(model, names, x.to(device), y.to(device), fisher_settings)
+    return TrainingEvidence(training_loss, estimate)

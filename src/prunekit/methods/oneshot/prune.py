@@ -1,0 +1,109 @@
+"""One-shot pruning of given weights with second-order information already gathered:
+run a method's selection, check the count, run its update."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from prunekit.errors import PrunekitError
+from prunekit.masks import Mask, count_to_remove
+from prunekit.methods.oneshot.flat import flatten_weights, mask_from_removed, unflatten
+from prunekit.methods.oneshot.problem import OneShotProblem
+from prunekit.methods.oneshot.registry import get_method, settings_for
+from prunekit.methods.oneshot.results import OneShotRecord, OneShotResult
+from prunekit.second_order import EmpiricalFisher
+from prunekit.utils.types import WeightsLoss
+
+
+def prune_one_shot(
+    model: nn.Module,
+    names: Sequence[str],
+    method: str,
+    sparsity: float,
+    *,
+    fisher: EmpiricalFisher | None = None,
+    training_loss: WeightsLoss | None = None,
+    init_scores: Callable[[str], Mask] | None = None,
+    settings: Iterable[object] = (),
+    generator: torch.Generator | None = None,
+    gradient: Tensor | None = None,
+    fixed_removed: Tensor | None = None,
+) -> OneShotResult:
+    """Prune ``model``'s parameters ``names`` to ``sparsity`` with ``method``: exactly
+    round(s·d) of the d weights are removed; the model is not changed.
+
+    ``fisher`` (an :class:`EmpiricalFisher` of the same weights, in the order of
+    ``names``) is needed by OBS, CBS and WoodFisher; ``training_loss(flat_w)`` is the
+    real loss on *training* data with the weights set to ``flat_w`` (CBS's outer loop,
+    update-scale choice); ``init_scores(name)`` returns the mask of a pruning-at-init
+    score; ``settings`` holds the methods' settings objects (``CBSSettings``,
+    ``UpdateSettings``...), defaults for any not given. See :class:`OneShotProblem` for
+    ``gradient`` and ``fixed_removed``. :func:`prunekit.methods.oneshot.prune_model`
+    gathers all of this from a model and data in one call.
+    """
+    spec = get_method(method)
+    settings = list(settings)
+    weights = flatten_weights(model, names)
+    problem = OneShotProblem(
+        model=model,
+        names=names,
+        weights=weights,
+        sparsity=sparsity,
+        k=count_to_remove(sparsity, weights.numel()),
+        fisher=fisher,
+        gradient=gradient,
+        training_loss=training_loss,
+        init_scores=init_scores,
+        generator=generator,
+        fixed_removed=fixed_removed,
+    )
+    if spec.needs_fisher:
+        problem.require_fisher(f"method {spec.name!r}")
+    update_settings = settings_for(spec.update.settings, settings)
+
+    def update(removed: Tensor):
+        return spec.update.solve(problem, removed, update_settings)
+
+    started = time.perf_counter()
+    selection = spec.selection.select(
+        problem, settings_for(spec.selection.settings, settings), update
+    )
+    selection_seconds = time.perf_counter() - started
+    removed = selection.removed.cpu()
+    if int(removed.sum()) != problem.k:
+        raise PrunekitError(
+            f"internal error: selection {spec.selection.name} removed {int(removed.sum())} "
+            f"weights instead of {problem.k}"
+        )
+    if fixed_removed is not None and bool((fixed_removed.cpu() & ~removed).any()):
+        raise PrunekitError(
+            f"internal error: selection {spec.selection.name} revived a removed weight"
+        )
+    started = time.perf_counter()
+    updated = update(removed)
+    update_seconds = time.perf_counter() - started
+    search = selection.search
+    record = OneShotRecord(
+        selection=spec.selection.name,
+        update=spec.update.name,
+        removed=problem.k,
+        prunable=problem.dim,
+        selection_seconds=selection_seconds,
+        update_seconds=update_seconds,
+        predicted_loss_change=updated.predicted_loss_change,
+        update_scale=updated.scale,
+        update_scale_losses=updated.scale_losses,
+        search_best_pass=None if search is None else search.best_pass,
+        search_passes=None if search is None else search.passes,
+        search_scored_with_update=None if search is None else search.scored_with_update,
+    )
+    return OneShotResult(
+        mask=mask_from_removed(removed, model, names),
+        weights=unflatten(updated.weights, model, names),
+        record=record,
+        search=search,
+    )

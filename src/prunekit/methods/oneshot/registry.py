@@ -1,0 +1,148 @@
+"""One-shot methods by name: a *selection* (which weights go) and an *update* (how the
+kept weights compensate), each a pure function registered under its name.
+
+A selection is ``select(problem, settings, update) -> Selection``: ``settings`` is the
+method's own settings object (or ``None``), ``update(removed) -> Update`` is the update
+the method is paired with (a search may score candidate masks with it). An update is
+``solve(problem, removed, settings) -> Update``. Presets name common pairs
+(``cbs`` = ``cbs_s+cbs_u``); any pair can be written ``selection+update``.
+
+Adding a method: write one file that defines the function and decorates it with
+:func:`register_selection` (or :func:`register_update`), and import that file in
+``prunekit/methods/oneshot/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from prunekit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SelectionMethod:
+    name: str
+    select: Callable[..., Any]
+    needs_fisher: bool
+    settings: type | None
+    summary: str
+
+
+@dataclass(frozen=True)
+class UpdateMethod:
+    name: str
+    solve: Callable[..., Any]
+    needs_fisher: bool
+    settings: type | None
+    summary: str
+
+
+SELECTIONS: dict[str, SelectionMethod] = {}
+UPDATES: dict[str, UpdateMethod] = {}
+PRESETS: dict[str, tuple[str, str]] = {}
+
+
+def _key(name: str) -> str:
+    return str(name).strip().lower().replace("-", "_")
+
+
+def register_selection(
+    name: str, *, needs_fisher: bool = False, settings: type | None = None, summary: str = ""
+) -> Callable:
+    """Decorator: register ``select(problem, settings, update) -> Selection`` as ``name``."""
+
+    def decorate(fn: Callable) -> Callable:
+        if name in SELECTIONS:
+            raise ValueError(f"selection {name!r} is registered twice")
+        SELECTIONS[name] = SelectionMethod(
+            name, fn, needs_fisher, settings, summary or (fn.__doc__ or "").split("\n")[0]
+        )
+        return fn
+
+    return decorate
+
+
+def register_update(
+    name: str, *, needs_fisher: bool = False, settings: type | None = None, summary: str = ""
+) -> Callable:
+    """Decorator: register ``solve(problem, removed, settings) -> Update`` as ``name``."""
+
+    def decorate(fn: Callable) -> Callable:
+        if name in UPDATES:
+            raise ValueError(f"update {name!r} is registered twice")
+        UPDATES[name] = UpdateMethod(
+            name, fn, needs_fisher, settings, summary or (fn.__doc__ or "").split("\n")[0]
+        )
+        return fn
+
+    return decorate
+
+
+def register_preset(name: str, selection: str, update: str) -> None:
+    """``name`` as a short form of ``selection+update``."""
+    PRESETS[name] = (selection, update)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A resolved one-shot method: its canonical name and its two registered parts."""
+
+    name: str
+    selection: SelectionMethod
+    update: UpdateMethod
+
+    @property
+    def needs_fisher(self) -> bool:
+        return self.selection.needs_fisher or self.update.needs_fisher
+
+    @property
+    def settings_types(self) -> tuple[type, ...]:
+        kinds = (self.selection.settings, self.update.settings)
+        return tuple(dict.fromkeys(k for k in kinds if k is not None))
+
+
+def _unknown(kind: str, name: str, known: Iterable[str]) -> ConfigError:
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(
+        f"unknown one-shot {kind} {name!r}{hint}: use a preset ({', '.join(PRESETS)}) or "
+        f"'selection+update' with selection in {', '.join(SELECTIONS)} and update in "
+        f"{', '.join(UPDATES)}"
+    )
+
+
+def get_method(name: str) -> MethodSpec:
+    """``"cbs"`` → cbs_s + cbs_u; ``"magnitude+cbs_u"``; a bare selection gets no update.
+    Names are case-insensitive, ``-`` and ``_`` are the same; unknown names raise a
+    ConfigError listing the valid ones."""
+    key = _key(name)
+    if key in PRESETS:
+        selection, update = PRESETS[key]
+        return MethodSpec(key, SELECTIONS[selection], UPDATES[update])
+    selection, _, update = key.partition("+")
+    selection, update = selection.strip(), (update.strip() or "none")
+    if selection not in SELECTIONS:
+        raise _unknown("selection", selection, SELECTIONS)
+    if update not in UPDATES:
+        raise _unknown("update", update, UPDATES)
+    canonical = selection if update == "none" else f"{selection}+{update}"
+    return MethodSpec(canonical, SELECTIONS[selection], UPDATES[update])
+
+
+def canonical_name(name: str) -> str:
+    """The one spelling of a method name (``" CBS"`` → ``"cbs"``, ``cbs-s`` → ``cbs_s``)."""
+    return get_method(name).name
+
+
+def settings_for(kind: type | None, given: Iterable[object]) -> Any:
+    """The object of type ``kind`` among ``given``, else ``kind()`` (its defaults)."""
+    if kind is None:
+        return None
+    for item in given:
+        if isinstance(item, kind):
+            return item
+    return kind()

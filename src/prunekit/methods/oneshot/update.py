@@ -1,0 +1,96 @@
+"""What every update shares: the settings of how a correction is applied (its solver
+route, its scale, a scale chosen on training loss) and the ``none`` update."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from prunekit.errors import ConfigError
+from prunekit.methods.oneshot.problem import OneShotProblem
+from prunekit.methods.oneshot.registry import register_update
+from prunekit.methods.oneshot.results import Update
+from prunekit.utils.settings import setting
+
+
+@dataclass
+class UpdateSettings:
+    """How an update's correction is applied (to any update: ``cbs_u``, ``woodfisher``).
+
+    - ``solver``: the system CBS-U solves: ``removed`` (|Q|×|Q| on F⁻¹), ``kept``
+      (|R|×|R| on F_RR), ``gram`` (m×m, through the gradients), or ``auto`` (smallest).
+    - ``scale``: the kept weights' correction is multiplied by this (the official CBS
+      code's ``--scale-prune-update``; 1.0 is the plain update). Removed weights are
+      exactly zero whatever the scale.
+    - ``scale_grid``: when non-empty, the scale is chosen among these values by the real
+      loss on training data: lowest loss, earliest on ties; ``scale`` is then unused.
+    """
+
+    solver: str = setting(
+        "auto",
+        "CBS-U system: removed, kept, gram (m×m) or auto (the smallest)",
+        choices=["auto", "removed", "kept", "gram"],
+    )
+    scale: float = setting(
+        1.0, "multiply the update's correction of the kept weights by this (1: the full update)"
+    )
+    scale_grid: list[float] = setting(
+        [], "choose the update scale among these by the real training loss (empty: scale)"
+    )
+
+    def __post_init__(self) -> None:
+        if self.solver not in ("auto", "removed", "kept", "gram"):
+            raise ConfigError(
+                f"update solver must be auto, removed, kept or gram, got {self.solver!r}"
+            )
+        self.scale_grid = [float(a) for a in self.scale_grid]
+        if not all(math.isfinite(a) for a in (self.scale, *self.scale_grid)):
+            raise ConfigError("update scales must be finite numbers")
+
+
+def apply_correction(
+    problem: OneShotProblem,
+    removed: Tensor,
+    correction: Tensor,
+    loss_change: Callable[[Tensor], float],
+    settings: UpdateSettings,
+) -> Update:
+    """w̄ + a·correction with the removed weights exactly zero, a = ``settings.scale`` or
+    the scale of ``settings.scale_grid`` with the lowest training loss.
+    ``loss_change(change)`` is the local model's predicted change for a weight change."""
+    w = problem.weights
+    keep = ~removed.to(w.device)
+    correction = correction.to(device=w.device, dtype=w.dtype)
+
+    def weights_at(scale: float) -> Tensor:
+        return (w + scale * correction) * keep
+
+    scale, losses = settings.scale, None
+    if settings.scale_grid:
+        training_loss = problem.require_training_loss("a scale_grid")
+        values = [float(training_loss(weights_at(a))) for a in settings.scale_grid]
+        best = min(range(len(values)), key=lambda i: (values[i], i))
+        scale = settings.scale_grid[best]
+        losses = dict(zip(settings.scale_grid, values, strict=True))
+    new_w = weights_at(scale)
+    return Update(new_w, float(loss_change(new_w - w)), scale, losses)
+
+
+@register_update("none")
+def no_update(problem: OneShotProblem, removed: Tensor, settings: None) -> Update:
+    """No update: the removed weights are set to zero, the others kept as they are."""
+    return Update(problem.weights * ~removed.to(problem.weights.device))
+
+
+def local_model_change(problem: OneShotProblem, change: Tensor) -> float:
+    """The local model's predicted loss change of a weight change δ:
+    ½ δᵀFδ, plus ḡᵀδ when the problem carries the mean gradient ḡ."""
+    fisher = problem.require_fisher("the predicted loss change")
+    delta = change.to(device=fisher.device, dtype=fisher.dtype)
+    value = 0.5 * float(fisher.quadratic(delta))
+    if problem.gradient is not None:
+        value += float(problem.gradient.to(delta) @ delta)
+    return value

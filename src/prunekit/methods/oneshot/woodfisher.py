@@ -1,0 +1,45 @@
+"""OBS / WoodFisher (Singh & Alistarh 2020).
+
+Selection ``obs``: remove the k weights with the lowest saliency w_q² / (2 [F⁻¹]_qq),
+globally across Fisher blocks. Update ``woodfisher``: the sum of the single-weight OBS
+updates, δw = −F⁻¹ s with s_q = w_q / [F⁻¹]_qq for removed q (it ignores interactions
+between removed weights; ``cbs_u`` does not). Preset ``woodfisher`` = ``obs+woodfisher``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from prunekit.methods.oneshot.problem import OneShotProblem
+from prunekit.methods.oneshot.registry import (
+    register_preset,
+    register_selection,
+    register_update,
+)
+from prunekit.methods.oneshot.results import Selection, Update
+from prunekit.methods.oneshot.update import UpdateSettings, apply_correction, local_model_change
+from prunekit.second_order import woodfisher_select, woodfisher_update
+
+
+@register_selection("obs", needs_fisher=True)
+def obs_selection(problem: OneShotProblem, settings: None, update) -> Selection:
+    """The k lowest OBS saliencies w_q² / (2 [F⁻¹]_qq)."""
+    fisher = problem.require_fisher("obs")
+    w = problem.weights.to(fisher.dtype)
+    return Selection(woodfisher_select(w, fisher, problem.k).cpu())
+
+
+@register_update("woodfisher", needs_fisher=True, settings=UpdateSettings)
+def woodfisher_correction(
+    problem: OneShotProblem, removed: Tensor, settings: UpdateSettings
+) -> Update:
+    """The sum of the single-weight OBS updates of the removed weights."""
+    fisher = problem.require_fisher("the woodfisher update")
+    solved = woodfisher_update(problem.weights.to(fisher.dtype), fisher, removed.to(fisher.device))
+    correction = solved.delta.to(problem.weights.dtype).cpu()
+    return apply_correction(
+        problem, removed, correction, lambda change: local_model_change(problem, change), settings
+    )
+
+
+register_preset("woodfisher", "obs", "woodfisher")
