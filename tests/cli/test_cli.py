@@ -144,6 +144,22 @@ def test_train_eval_resume_with_yaml_and_flags(capsys, tmp_path):
         "--no-progress",
     )
     assert code == 0, err
+    # resuming with another setting than epochs is refused, naming the setting
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--config",
+        str(config),
+        "--epochs",
+        "2",
+        "--lr",
+        "0.5",
+        "--run-dir",
+        str(run_dir),
+        "--resume",
+        "--no-progress",
+    )
+    assert code != 0 and "lr" in one_line_error(err) and "other settings" in err
     log = (run_dir / "log.jsonl").read_text().strip().splitlines()
     assert [json.loads(line)["epoch"] for line in log] == [1, 2]
     code, out, err = run_cli(

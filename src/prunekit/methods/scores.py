@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from torch import Tensor
 
 from prunekit.masks import Mask, scores_to_mask
-
-RemoveEnd = Literal["lowest", "highest"]
+from prunekit.masks.ranking import RemoveEnd
 
 
 @dataclass

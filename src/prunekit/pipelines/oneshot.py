@@ -11,31 +11,27 @@ reused only when they match. Every choice uses training data only.
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
-import torch
-
 from prunekit.errors import ConfigError
-from prunekit.masks import prunable_parameters, save_mask, sparsity_report
-from prunekit.methods.oneshot import canonical_name, get_method, prune_one_shot
-from prunekit.methods.oneshot.evidence import gather_evidence, init_scorer
-from prunekit.methods.oneshot.flat import flatten_weights
+from prunekit.masks import prunable_parameters
+from prunekit.methods.oneshot import canonical_name, get_method
+from prunekit.methods.oneshot.evidence import gather_evidence
 from prunekit.pipelines.cells import TRAINING_FIELDS, file_digest, open_cell, result_settings
 from prunekit.pipelines.configs import OneShotConfig
 from prunekit.pipelines.grid import check_grid
+from prunekit.pipelines.oneshot_cell import OneShotRun, prune_cell
 from prunekit.pipelines.run_folder import write_json, write_summary
 from prunekit.pipelines.setup import build_data, build_model, load_weights, start_run
-from prunekit.pipelines.train import training_settings
-from prunekit.reports import results_table
-from prunekit.training import evaluate, fit
-from prunekit.utils.files import atomic_torch_save
+from prunekit.training import evaluate
 
 logger = logging.getLogger(__name__)
 
 
-def cell_settings(config: OneShotConfig, method: str, checkpoint_digest: str) -> dict:
+def cell_settings(
+    config: OneShotConfig, method: str, sparsity: float, seed: int, checkpoint_digest: str
+) -> dict:
     """What decides a cell's result: the config less what this method does not read
     (other methods' settings, training settings when nothing is fine-tuned)."""
     spec = get_method(method)
@@ -49,7 +45,13 @@ def cell_settings(config: OneShotConfig, method: str, checkpoint_digest: str) ->
     if spec.selection.name not in ("random", "snip", "grasp", "synflow"):
         drop.add("samples_per_class")
     settings = result_settings(config, frozenset(drop))
-    return {**settings, "checkpoint_sha256": checkpoint_digest, "method": method}
+    return {
+        **settings,
+        "checkpoint_sha256": checkpoint_digest,
+        "method": method,
+        "sparsity": sparsity,
+        "seed": seed,
+    }
 
 
 def run_oneshot(config: OneShotConfig) -> dict:
@@ -89,28 +91,15 @@ def run_oneshot(config: OneShotConfig) -> dict:
     )
     dense = evaluate(trained, data.test_loader, device, num_classes=data.num_classes)
     logger.info("dense model: test top1 %.2f, loss %.4f", dense["top1"], dense["loss"])
-    dense_cell = open_cell(
-        root,
-        ["dense"],
-        {
-            **result_settings(
-                config,
-                frozenset(
-                    TRAINING_FIELDS
-                    | {"fisher", "cbs", "update", "loss_samples", "samples_per_class"}
-                ),
-            ),
-            "checkpoint_sha256": digest,
-        },
-    )
-    write_json(dense_cell.folder / "dense.json", dense)
+    write_json(root / "dense.json", {**dense, "checkpoint_sha256": digest})
+    run = OneShotRun(config, trained, names, data, dense, device)
     records = []
     for seed in seeds:
         cells = {
             (m, s): open_cell(
                 root,
                 [m.replace("+", "_plus_"), f"sparsity-{s:g}", f"seed-{seed}"],
-                {**cell_settings(config, m, digest), "sparsity": s, "seed": seed},
+                cell_settings(config, m, s, seed, digest),
             )
             for m in methods
             for s in sparsities
@@ -133,118 +122,18 @@ def run_oneshot(config: OneShotConfig) -> dict:
         for (method, sparsity), cell in cells.items():
             record = cell.finished()
             if record is None:
-                record = _prune_cell(
-                    config,
-                    trained,
-                    names,
-                    data,
-                    dense,
-                    evidence,
-                    method,
-                    sparsity,
-                    seed,
-                    cell,
-                    device,
-                )
+                record = prune_cell(run, evidence, cell, method, sparsity, seed)
             records.append(record)
-    _write_summary(root, records, config.reference)
+    write_summary(root, records, SUMMARY, "one-shot pruning", config.reference)
     return {"run_dir": str(root), "table": str(root / "results.md")}
 
 
-def _prune_cell(
-    config, trained, names, data, dense, evidence, method, sparsity, seed, cell, device
-):
-    """Prune, evaluate, write the cell's files, optionally fine-tune; the cell's record."""
-    from prunekit.pipelines.setup import validation_metrics
-
-    estimate = evidence.fisher
-    result = prune_one_shot(
-        trained,
-        names,
-        method,
-        sparsity,
-        fisher=None if estimate is None else estimate.fisher,
-        training_loss=evidence.training_loss,
-        init_scores=init_scorer(
-            trained, names, sparsity, data.plain_train, config.samples_per_class, seed, device
-        ),
-        settings=[config.cbs, config.update],
-        generator=torch.Generator().manual_seed(seed),
-    )
-    pruned = copy.deepcopy(trained)
-    with torch.no_grad():
-        for name, value in result.weights.items():
-            pruned.get_parameter(name).copy_(value)
-    if not result.mask.holds_in(pruned):
-        raise AssertionError("pruned weights are not zero after the update")
-    metrics = evaluate(pruned, data.test_loader, device, num_classes=data.num_classes)
-    report = sparsity_report(result.mask, pruned)
-    save_mask(result.mask, cell.folder / "mask.pt")
-    report.save(cell.folder / "sparsity.json")
-    atomic_torch_save(pruned.state_dict(), cell.folder / "pruned_model.pt")
-    if result.search is not None:
-        write_json(cell.folder / "search.json", result.search)
-    record = {
-        "model": config.model,
-        "method": method,
-        "sparsity": sparsity,
-        "seed": seed,
-        "top1": metrics["top1"],
-        "loss": metrics["loss"],
-        "train_loss": evidence.training_loss(flatten_weights(pruned, names)),
-        "dense_top1": dense["top1"],
-        **validation_metrics(pruned, data, device),
-        "fisher_samples_used": None if estimate is None else estimate.samples_used,
-        "gradient_seconds": 0.0 if estimate is None else estimate.seconds,
-        "prune_seconds": result.record.selection_seconds + result.record.update_seconds,
-        "collapsed_layers": report.collapsed_layers,
-        **result.record.to_dict(),
-    }
-    logger.info(
-        "%s sparsity %g seed %d: top1 %.2f (dense %.2f), removed %d/%d, %.1fs",
-        method,
-        sparsity,
-        seed,
-        metrics["top1"],
-        dense["top1"],
-        result.record.removed,
-        result.record.prunable,
-        record["prune_seconds"],
-    )
-    if config.epochs > 0:
-        final = fit(
-            pruned,
-            data.train_loader,
-            data.test_loader,
-            training_settings(config, seed, config.progress),
-            run_dir=cell.folder / "finetune",
-            mask=result.mask,
-            resume=True,
-            device=device,
-        )
-        record["finetuned_top1"] = final.get("test_top1")
-        record["finetuned_loss"] = final.get("test_loss")
-        record.update(validation_metrics(pruned, data, device, prefix="finetuned_val_"))
-    return cell.write_result(record)
-
-
-def _write_summary(root: Path, records: list[dict], reference: dict) -> None:
-    text = (
-        "One-shot pruning: test top-1 accuracy (%) without retraining, mean ± std over seeds.\n\n"
-        + results_table(records, metric="top1", reference=reference)
-        + "\n"
-    )
-    if any("val_top1" in r for r in records):
-        text += "\nValidation top-1 (held-out training samples):\n\n"
-        text += results_table(records, metric="val_top1") + "\n"
-    if any("finetuned_top1" in r for r in records):
-        text += "\nAfter fine-tuning:\n\n" + results_table(records, metric="finetuned_top1") + "\n"
-    text += (
-        "\nPruning time (s, selection + update):\n\n"
-        + results_table(records, metric="prune_seconds", digits=1)
-        + "\n"
-    )
-    write_summary(root, records, text, title="one-shot pruning")
+SUMMARY = [
+    ("One-shot pruning: test top-1 (%) without retraining, mean ± std over seeds.", "top1", 2),
+    ("Validation top-1 (held-out training samples), without retraining.", "val_top1", 2),
+    ("After fine-tuning: test top-1 (%).", "finetuned_top1", 2),
+    ("Pruning time (s, selection + update).", "prune_seconds", 1),
+]
 
 
 COMMAND = {

@@ -33,7 +33,6 @@ from prunekit.pipelines.grid import check_grid
 from prunekit.pipelines.run_folder import write_json, write_summary
 from prunekit.pipelines.setup import build_data, build_model, start_run, validation_metrics
 from prunekit.pipelines.train import training_settings
-from prunekit.reports import results_table
 from prunekit.training import fit
 
 logger = logging.getLogger(__name__)
@@ -115,7 +114,7 @@ def run_prune_init(config: PruneInitConfig) -> dict:
                         device,
                     )
                 )
-    _write_summary(root, records, config.reference)
+    write_summary(root, records, SUMMARY, "prune at init, then train", config.reference)
     return {"run_dir": str(root), "table": str(root / "results.md")}
 
 
@@ -208,13 +207,10 @@ def _run_one(config, data, model, initial_state, sample, method, sparsity, seed,
     return cell.write_result(record)
 
 
-def _write_summary(root: Path, records: list[dict], reference: dict) -> None:
-    text = (
-        "Test top-1 accuracy (%) after training, mean ± std over seeds (final epoch).\n\n"
-        + results_table(records, metric="top1", reference=reference)
-        + "\n"
-    )
-    write_summary(root, records, text, title="prune at init, then train")
+SUMMARY = [
+    ("Test top-1 accuracy (%) after training, mean ± std over seeds (final epoch).", "top1", 2),
+    ("Validation top-1 (held-out training samples), final epoch.", "val_top1", 2),
+]
 
 
 COMMAND = {

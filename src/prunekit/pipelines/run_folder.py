@@ -82,11 +82,33 @@ def prepare_run_folder(run_dir: str | Path, command: str, config: Any, seed: int
     return run_dir
 
 
-def write_summary(root: Path, records: list[dict], text: str, title: str) -> None:
-    """``results.jsonl``, ``results.md`` (``text``) and ``results.png`` of a call; prints
-    the text."""
+Section = tuple[str, str, int]  # (heading, metric, digits)
+
+
+def summary_text(records: list[dict], sections: list[Section], reference: dict | None) -> str:
+    """One markdown table per section whose metric some record has; the first section
+    carries the published ``reference`` figures."""
+    from prunekit.reports import results_table
+
+    parts = []
+    for index, (heading, metric, digits) in enumerate(sections):
+        if index and not any(r.get(metric) is not None for r in records):
+            continue
+        table = results_table(
+            records, metric=metric, reference=reference if index == 0 else None, digits=digits
+        )
+        parts.append(f"{heading}\n\n{table}\n")
+    return "\n".join(parts)
+
+
+def write_summary(
+    root: Path, records: list[dict], sections: list[Section], title: str, reference: dict | None
+) -> None:
+    """``results.jsonl``, ``results.md`` (the sections' tables) and ``results.png`` of a
+    call; prints the tables."""
     from prunekit.reports.plots import plot_accuracy_vs_sparsity
 
+    text = summary_text(records, sections, reference)
     write_jsonl(root / "results.jsonl", records)
     atomic_write_text(root / "results.md", text)
     plot_accuracy_vs_sparsity(records, root / "results.png", title=title)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 
 from prunekit.errors import ConfigError
 from prunekit.masks import load_mask, sparsity_report
+from prunekit.pipelines.cells import changed_settings, result_settings, settings_hash
 from prunekit.pipelines.configs import EvalCommandConfig, TrainCommandConfig, TrainingFields
 from prunekit.pipelines.run_folder import prepare_run_folder, write_json
 from prunekit.pipelines.setup import (
@@ -31,6 +33,24 @@ def training_settings(config: TrainingFields, seed: int, progress: bool) -> Trai
     values = {name: getattr(config, name) for name in shared}
     values["milestones"] = tuple(values.get("milestones", ()))
     return TrainConfig(**{**values, "seed": seed, "progress": progress, "log_every": 0})
+
+
+def check_resumed_settings(run_dir: Path, config: TrainCommandConfig) -> None:
+    """A resumed run must continue with the settings it started with (only ``epochs``
+    may grow): they are stored in ``settings.json`` at the start and compared on
+    ``--resume``."""
+    settings = result_settings(config, frozenset({"epochs"}))
+    stored = run_dir / "settings.json"
+    if config.resume and stored.exists():
+        previous = json.loads(stored.read_text())["settings"]
+        changed = changed_settings(previous, settings)
+        if changed:
+            raise ConfigError(
+                f"{run_dir} was started with other settings ({', '.join(changed)}); resume it "
+                "with the same ones, or give another --run-dir for a new run"
+            )
+    elif not (run_dir / "checkpoint.pt").exists():
+        write_json(stored, {"settings": settings, "hash": settings_hash(settings)})
 
 
 def default_run_dir(command: str, model: str, dataset: str, suffix: str = "") -> Path:
@@ -70,6 +90,7 @@ def run_train(config: TrainCommandConfig) -> dict:
             f"{run_dir} already holds a training run: add --resume to continue it, "
             "or give another --run-dir"
         )
+    check_resumed_settings(run_dir, config)
     prepare_run_folder(run_dir, "train", asdict(config), config.seed)
     if mask is not None:
         report = sparsity_report(mask, model)

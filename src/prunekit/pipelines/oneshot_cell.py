@@ -1,0 +1,126 @@
+"""One one-shot run cell: prune the trained model, evaluate it without retraining,
+write the cell's files (mask, sparsity report, pruned weights, search history, result)
+and optionally fine-tune it with the mask held."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from prunekit.masks import save_mask, sparsity_report
+from prunekit.methods.oneshot import prune_one_shot
+from prunekit.methods.oneshot.evidence import TrainingEvidence, init_scorer
+from prunekit.methods.oneshot.flat import flatten_weights
+from prunekit.pipelines.cells import Cell
+from prunekit.pipelines.configs import OneShotConfig
+from prunekit.pipelines.run_folder import write_json
+from prunekit.pipelines.setup import DataBundle, validation_metrics
+from prunekit.pipelines.train import training_settings
+from prunekit.training import evaluate, fit
+from prunekit.utils.files import atomic_torch_save
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class OneShotRun:
+    """What every cell of one ``prune`` call shares."""
+
+    config: OneShotConfig
+    trained: nn.Module
+    names: list[str]
+    data: DataBundle
+    dense: dict
+    device: torch.device
+
+
+def prune_cell(
+    run: OneShotRun,
+    evidence: TrainingEvidence,
+    cell: Cell,
+    method: str,
+    sparsity: float,
+    seed: int,
+) -> dict:
+    """Prune, evaluate, write the cell's files, optionally fine-tune; the cell's record."""
+    config, trained, names, data, dense, device = (
+        run.config,
+        run.trained,
+        run.names,
+        run.data,
+        run.dense,
+        run.device,
+    )
+    estimate = evidence.fisher
+    result = prune_one_shot(
+        trained,
+        names,
+        method,
+        sparsity,
+        fisher=None if estimate is None else estimate.fisher,
+        training_loss=evidence.training_loss,
+        init_scores=init_scorer(
+            trained, names, sparsity, data.plain_train, config.samples_per_class, seed, device
+        ),
+        settings=[config.cbs, config.update],
+        generator=torch.Generator().manual_seed(seed),
+    )
+    pruned = copy.deepcopy(trained)
+    with torch.no_grad():
+        for name, value in result.weights.items():
+            pruned.get_parameter(name).copy_(value)
+    if not result.mask.holds_in(pruned):
+        raise AssertionError("pruned weights are not zero after the update")
+    metrics = evaluate(pruned, data.test_loader, device, num_classes=data.num_classes)
+    report = sparsity_report(result.mask, pruned)
+    save_mask(result.mask, cell.folder / "mask.pt")
+    report.save(cell.folder / "sparsity.json")
+    atomic_torch_save(pruned.state_dict(), cell.folder / "pruned_model.pt")
+    if result.search is not None:
+        write_json(cell.folder / "search.json", result.search)
+    record = {
+        "model": config.model,
+        "method": method,
+        "sparsity": sparsity,
+        "seed": seed,
+        "top1": metrics["top1"],
+        "loss": metrics["loss"],
+        "train_loss": evidence.training_loss(flatten_weights(pruned, names)),
+        "dense_top1": dense["top1"],
+        **validation_metrics(pruned, data, device),
+        "fisher_samples_used": None if estimate is None else estimate.samples_used,
+        "gradient_seconds": 0.0 if estimate is None else estimate.seconds,
+        "prune_seconds": result.record.selection_seconds + result.record.update_seconds,
+        "collapsed_layers": report.collapsed_layers,
+        **result.record.to_dict(),
+    }
+    logger.info(
+        "%s sparsity %g seed %d: top1 %.2f (dense %.2f), removed %d/%d, %.1fs",
+        method,
+        sparsity,
+        seed,
+        metrics["top1"],
+        dense["top1"],
+        result.record.removed,
+        result.record.prunable,
+        record["prune_seconds"],
+    )
+    if config.epochs > 0:
+        final = fit(
+            pruned,
+            data.train_loader,
+            data.test_loader,
+            training_settings(config, seed, config.progress),
+            run_dir=cell.folder / "finetune",
+            mask=result.mask,
+            resume=True,
+            device=device,
+        )
+        record["finetuned_top1"] = final.get("test_top1")
+        record["finetuned_loss"] = final.get("test_loss")
+        record.update(validation_metrics(pruned, data, device, prefix="finetuned_val_"))
+    return cell.write_result(record)
