@@ -135,3 +135,14 @@ def test_cell_settings_hash_is_order_free_and_edits_are_detected(tmp_path):
     (cell.folder / "settings.json").write_text(json.dumps(stored))
     with pytest.raises(ConfigError, match="other settings"):
         open_cell(tmp_path, ["m", "s", "seed-0"], {"damp": 0.001})
+
+
+def test_report_never_averages_cells_of_different_settings(oneshot_config, tmp_path):
+    from prunekit.reports.collect import collect_results
+
+    run_oneshot(oneshot_config)
+    run_oneshot(replace(oneshot_config, fisher=FisherSettings(samples=60, damp=0.1)))
+    records = collect_results(tmp_path / "run")
+    assert len(records) == 2
+    labels = sorted(r["method"] for r in records)
+    assert labels[0] != labels[1] and all(label.startswith("woodfisher [") for label in labels)

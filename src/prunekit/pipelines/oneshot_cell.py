@@ -62,6 +62,7 @@ def prune_cell(
         method,
         sparsity,
         fisher=None if estimate is None else estimate.fisher,
+        gradient=None if estimate is None else estimate.gradient,
         training_loss=evidence.training_loss,
         init_scores=init_scorer(
             trained, names, sparsity, data.plain_train, config.samples_per_class, seed, device

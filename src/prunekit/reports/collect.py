@@ -17,8 +17,25 @@ def collect_results(run_dir: str | Path) -> list[dict]:
     if not records:
         raise ConfigError(f"no finished result (result.json) below {run_dir}")
     return sorted(
-        records, key=lambda r: (r.get("model", ""), r["method"], r["sparsity"], r["seed"])
+        label_settings(records),
+        key=lambda r: (r.get("model", ""), r["method"], r["sparsity"], r["seed"]),
     )
+
+
+def label_settings(records: list[dict]) -> list[dict]:
+    """Records of one method computed with different settings are never averaged
+    together: when a method has cells of several settings hashes, its name gets the
+    hash, ``cbs [3fa2c1]``."""
+    hashes: dict[str, set] = {}
+    for record in records:
+        hashes.setdefault(record["method"], set()).add(record.get("settings_hash"))
+    out = []
+    for record in records:
+        if len(hashes[record["method"]]) > 1:
+            tag = (record.get("settings_hash") or "unhashed")[:6]
+            record = {**record, "method": f"{record['method']} [{tag}]"}
+        out.append(record)
+    return out
 
 
 def run_reference(run_dir: str | Path) -> dict:

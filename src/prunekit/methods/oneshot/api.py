@@ -77,6 +77,7 @@ def prune_model(
         method,
         sparsity,
         fisher=None if estimate is None else estimate.fisher,
+        gradient=None if estimate is None else estimate.gradient,
         training_loss=evidence.training_loss,
         init_scores=init_scorer(model, names, sparsity, dataset, samples_per_class, seed, device),
         settings=settings,

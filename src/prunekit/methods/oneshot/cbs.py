@@ -113,7 +113,11 @@ def cbs_correction(problem: OneShotProblem, removed: Tensor, settings: UpdateSet
     )
     correction = solved.delta.to(problem.weights.dtype).cpu()
     return apply_correction(
-        problem, removed, correction, lambda change: local_model_change(problem, change), settings
+        problem,
+        removed,
+        correction,
+        lambda change: local_model_change(problem, change, settings.first_order),
+        settings,
     )
 
 

@@ -22,8 +22,8 @@ class OneShotProblem:
     - ``weights``: the flat vector w̄ of the prunable weights, in the order of ``names``.
     - ``k``: exactly this many of them are removed (round(s·d), s = ``sparsity``).
     - ``fisher``: the factored empirical Fisher F = λI + GᵀG/m at w̄ (OBS, CBS, ...).
-    - ``gradient``: the mean training gradient ḡ at w̄, for updates that use the
-      first-order term; ``None`` treats w̄ as a minimum (the CBS/OBS papers' model).
+    - ``gradient``: the mean training gradient ḡ at w̄ (the mean of the Fisher's
+      gradient rows), for methods that use the first-order term.
     - ``training_loss(flat_w)``: the real loss on *training* data with the prunable
       weights set to ``flat_w`` (CBS's outer loop, update-scale choice).
     - ``init_scores(name)``: the mask of a pruning-at-initialization score at this
@@ -69,6 +69,11 @@ class OneShotProblem:
         if self.fisher is None:
             raise ConfigError(f"{method} needs an empirical Fisher (gradient samples)")
         return self.fisher
+
+    def require_gradient(self, method: str) -> Tensor:
+        if self.gradient is None:
+            raise ConfigError(f"{method} needs the mean training gradient (gradient samples)")
+        return self.gradient
 
     def require_training_loss(self, method: str) -> WeightsLoss:
         if self.training_loss is None:

@@ -27,6 +27,8 @@ class UpdateSettings:
       exactly zero whatever the scale.
     - ``scale_grid``: when non-empty, the scale is chosen among these values by the real
       loss on training data: lowest loss, earliest on ties; ``scale`` is then unused.
+    - ``first_order``: the local model keeps the first-order term ḡᵀδ (ḡ the mean
+      training gradient at w̄); off, w̄ is taken as a minimum (the papers' model).
     """
 
     solver: str = setting(
@@ -39,6 +41,11 @@ class UpdateSettings:
     )
     scale_grid: list[float] = setting(
         [], "choose the update scale among these by the real training loss (empty: scale)"
+    )
+    first_order: bool = setting(
+        False,
+        "use the mean training gradient ḡ in the local model (ḡᵀδ + ½δᵀFδ); off: w̄ is "
+        "taken as a minimum, as in the OBS/CBS papers",
     )
 
     def __post_init__(self) -> None:
@@ -85,12 +92,12 @@ def no_update(problem: OneShotProblem, removed: Tensor, settings: None) -> Updat
     return Update(problem.weights * ~removed.to(problem.weights.device))
 
 
-def local_model_change(problem: OneShotProblem, change: Tensor) -> float:
-    """The local model's predicted loss change of a weight change δ:
-    ½ δᵀFδ, plus ḡᵀδ when the problem carries the mean gradient ḡ."""
+def local_model_change(problem: OneShotProblem, change: Tensor, first_order: bool) -> float:
+    """The local model's predicted loss change of a weight change δ: ½ δᵀFδ, plus ḡᵀδ
+    with ``first_order`` (ḡ the problem's mean gradient)."""
     fisher = problem.require_fisher("the predicted loss change")
     delta = change.to(device=fisher.device, dtype=fisher.dtype)
     value = 0.5 * float(fisher.quadratic(delta))
-    if problem.gradient is not None:
-        value += float(problem.gradient.to(delta) @ delta)
+    if first_order:
+        value += float(problem.require_gradient("the first-order term").to(delta) @ delta)
     return value

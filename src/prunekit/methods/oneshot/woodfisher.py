@@ -38,7 +38,11 @@ def woodfisher_correction(
     solved = woodfisher_update(problem.weights.to(fisher.dtype), fisher, removed.to(fisher.device))
     correction = solved.delta.to(problem.weights.dtype).cpu()
     return apply_correction(
-        problem, removed, correction, lambda change: local_model_change(problem, change), settings
+        problem,
+        removed,
+        correction,
+        lambda change: local_model_change(problem, change, settings.first_order),
+        settings,
     )
 
 
