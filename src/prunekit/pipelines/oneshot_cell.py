@@ -12,8 +12,11 @@ import torch
 from torch import nn
 
 from prunekit.masks import save_mask, sparsity_report
-from prunekit.methods.oneshot import prune_one_shot
-from prunekit.methods.oneshot.evidence import TrainingEvidence, init_scorer
+from prunekit.methods.oneshot.evidence import (
+    TrainingEvidence,
+    init_scorer,
+    prune_with_evidence,
+)
 from prunekit.methods.oneshot.flat import flatten_weights
 from prunekit.pipelines.cells import Cell
 from prunekit.pipelines.configs import OneShotConfig
@@ -56,19 +59,11 @@ def prune_cell(
         run.device,
     )
     estimate = evidence.fisher
-    result = prune_one_shot(
-        trained,
-        names,
-        method,
-        sparsity,
-        fisher=None if estimate is None else estimate.fisher,
-        gradient=None if estimate is None else estimate.gradient,
-        training_loss=evidence.training_loss,
-        init_scores=init_scorer(
-            trained, names, sparsity, data.plain_train, config.samples_per_class, seed, device
-        ),
-        settings=[config.cbs, config.update],
-        generator=torch.Generator().manual_seed(seed),
+    scores = init_scorer(
+        trained, names, sparsity, data.plain_train, config.samples_per_class, seed, device
+    )
+    result = prune_with_evidence(
+        trained, names, method, sparsity, evidence, scores, [config.cbs, config.update], seed
     )
     pruned = copy.deepcopy(trained)
     with torch.no_grad():

@@ -15,8 +15,8 @@ from prunekit.methods.oneshot.evidence import (
     as_dataset,
     gather_evidence,
     init_scorer,
+    prune_with_evidence,
 )
-from prunekit.methods.oneshot.prune import prune_one_shot
 from prunekit.methods.oneshot.registry import get_method
 from prunekit.methods.oneshot.results import OneShotResult
 
@@ -70,19 +70,8 @@ def prune_model(
         need_fisher=get_method(method).needs_fisher,
         device=device,
     )
-    estimate = evidence.fisher
-    result = prune_one_shot(
-        model,
-        names,
-        method,
-        sparsity,
-        fisher=None if estimate is None else estimate.fisher,
-        gradient=None if estimate is None else estimate.gradient,
-        training_loss=evidence.training_loss,
-        init_scores=init_scorer(model, names, sparsity, dataset, samples_per_class, seed, device),
-        settings=settings,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    scores = init_scorer(model, names, sparsity, dataset, samples_per_class, seed, device)
+    result = prune_with_evidence(model, names, method, sparsity, evidence, scores, settings, seed)
     if apply:
         with torch.no_grad():
             for name, value in result.weights.items():

@@ -21,7 +21,7 @@ from prunekit.methods.oneshot.registry import (
     register_update,
 )
 from prunekit.methods.oneshot.results import SearchPass, SearchReport, Selection, Update
-from prunekit.methods.oneshot.update import UpdateSettings, apply_correction, local_model_change
+from prunekit.methods.oneshot.update import UpdateSettings, second_order_update
 from prunekit.second_order import cbs_select, cbs_update, magnitude_start, rmp_start
 from prunekit.utils.settings import setting
 
@@ -106,19 +106,12 @@ def cbs_selection(
 @register_update("cbs_u", needs_fisher=True, settings=UpdateSettings)
 def cbs_correction(problem: OneShotProblem, removed: Tensor, settings: UpdateSettings) -> Update:
     """The exact multi-weight OBS update for the removal set."""
-    fisher = problem.require_fisher("the cbs_u update")
     route = "woodbury" if settings.solver == "gram" else settings.solver
-    solved = cbs_update(
-        problem.weights.to(fisher.dtype), fisher, removed.to(fisher.device), solver=route
-    )
-    correction = solved.delta.to(problem.weights.dtype).cpu()
-    return apply_correction(
-        problem,
-        removed,
-        correction,
-        lambda change: local_model_change(problem, change, settings.first_order),
-        settings,
-    )
+
+    def solve(w: Tensor, fisher, removed: Tensor):
+        return cbs_update(w, fisher, removed, solver=route)
+
+    return second_order_update(problem, removed, settings, solve, "cbs_u")
 
 
 register_preset("cbs", "cbs_s", "cbs_u")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +25,8 @@ from prunekit.masks import Mask
 from prunekit.methods.init import score_and_mask
 from prunekit.methods.init.options import init_method_options
 from prunekit.methods.oneshot.flat import layer_sizes
+from prunekit.methods.oneshot.prune import prune_one_shot
+from prunekit.methods.oneshot.results import OneShotResult
 from prunekit.methods.oneshot.training_loss import weights_loss
 from prunekit.second_order import (
     EmpiricalFisher,
@@ -221,3 +223,29 @@ def gather_evidence(
         x, y = stack_samples(dataset, indices)
         estimate = estimate_fisher(model, names, x.to(device), y.to(device), fisher_settings)
     return TrainingEvidence(training_loss, estimate)
+
+
+def prune_with_evidence(
+    model: nn.Module,
+    names: Sequence[str],
+    method: str,
+    sparsity: float,
+    evidence: TrainingEvidence,
+    init_scores: Callable[[str], Mask],
+    settings: Iterable[object],
+    seed: int,
+) -> OneShotResult:
+    """:func:`prune_one_shot` on gathered evidence, its generator seeded with ``seed``."""
+    estimate = evidence.fisher
+    return prune_one_shot(
+        model,
+        names,
+        method,
+        sparsity,
+        fisher=None if estimate is None else estimate.fisher,
+        gradient=None if estimate is None else estimate.gradient,
+        training_loss=evidence.training_loss,
+        init_scores=init_scores,
+        settings=settings,
+        generator=torch.Generator().manual_seed(seed),
+    )

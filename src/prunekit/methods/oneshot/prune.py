@@ -66,12 +66,10 @@ def prune_one_shot(
     update_settings = settings_for(spec.update.settings, settings)
 
     def update(removed: Tensor):
-        return spec.update.solve(problem, removed, update_settings)
+        return spec.update(problem, removed, update_settings)
 
     started = time.perf_counter()
-    selection = spec.selection.select(
-        problem, settings_for(spec.selection.settings, settings), update
-    )
+    selection = spec.selection(problem, settings_for(spec.selection.settings, settings), update)
     selection_seconds = time.perf_counter() - started
     removed = selection.removed.cpu()
     if int(removed.sum()) != problem.k:

@@ -23,25 +23,23 @@ from prunekit.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class SelectionMethod:
+class RegisteredFunction:
+    """A registered selection or update: its name, function, whether it needs the
+    Fisher, the type of its settings (or None) and a one-line summary."""
+
     name: str
-    select: Callable[..., Any]
+    function: Callable[..., Any]
     needs_fisher: bool
     settings: type | None
     summary: str
 
-
-@dataclass(frozen=True)
-class UpdateMethod:
-    name: str
-    solve: Callable[..., Any]
-    needs_fisher: bool
-    settings: type | None
-    summary: str
+    def __call__(self, *args: Any) -> Any:
+        return self.function(*args)
 
 
-SELECTIONS: dict[str, SelectionMethod] = {}
-UPDATES: dict[str, UpdateMethod] = {}
+SelectionMethod = UpdateMethod = RegisteredFunction
+SELECTIONS: dict[str, RegisteredFunction] = {}
+UPDATES: dict[str, RegisteredFunction] = {}
 PRESETS: dict[str, tuple[str, str]] = {}
 
 
@@ -49,36 +47,26 @@ def _key(name: str) -> str:
     return str(name).strip().lower().replace("-", "_")
 
 
-def register_selection(
-    name: str, *, needs_fisher: bool = False, settings: type | None = None, summary: str = ""
-) -> Callable:
-    """Decorator: register ``select(problem, settings, update) -> Selection`` as ``name``."""
+def _registrar(table: dict[str, RegisteredFunction], kind: str):
+    def register(
+        name: str, *, needs_fisher: bool = False, settings: type | None = None, summary: str = ""
+    ) -> Callable:
+        def decorate(fn: Callable) -> Callable:
+            if name in table:
+                raise ValueError(f"{kind} {name!r} is registered twice")
+            doc = summary or (fn.__doc__ or "").split("\n")[0]
+            table[name] = RegisteredFunction(name, fn, needs_fisher, settings, doc)
+            return fn
 
-    def decorate(fn: Callable) -> Callable:
-        if name in SELECTIONS:
-            raise ValueError(f"selection {name!r} is registered twice")
-        SELECTIONS[name] = SelectionMethod(
-            name, fn, needs_fisher, settings, summary or (fn.__doc__ or "").split("\n")[0]
-        )
-        return fn
+        return decorate
 
-    return decorate
+    return register
 
 
-def register_update(
-    name: str, *, needs_fisher: bool = False, settings: type | None = None, summary: str = ""
-) -> Callable:
-    """Decorator: register ``solve(problem, removed, settings) -> Update`` as ``name``."""
-
-    def decorate(fn: Callable) -> Callable:
-        if name in UPDATES:
-            raise ValueError(f"update {name!r} is registered twice")
-        UPDATES[name] = UpdateMethod(
-            name, fn, needs_fisher, settings, summary or (fn.__doc__ or "").split("\n")[0]
-        )
-        return fn
-
-    return decorate
+register_selection = _registrar(SELECTIONS, "selection")
+register_selection.__doc__ = "Decorator: register ``select(problem, settings, update)`` as a name."
+register_update = _registrar(UPDATES, "update")
+register_update.__doc__ = "Decorator: register ``solve(problem, removed, settings)`` as a name."
 
 
 def register_preset(name: str, selection: str, update: str) -> None:

@@ -13,6 +13,7 @@ from prunekit.errors import ConfigError
 from prunekit.methods.oneshot.problem import OneShotProblem
 from prunekit.methods.oneshot.registry import register_update
 from prunekit.methods.oneshot.results import Update
+from prunekit.second_order import WeightUpdate
 from prunekit.utils.settings import setting
 
 
@@ -84,6 +85,27 @@ def apply_correction(
         losses = dict(zip(settings.scale_grid, values, strict=True))
     new_w = weights_at(scale)
     return Update(new_w, float(loss_change(new_w - w)), scale, losses)
+
+
+def second_order_update(
+    problem: OneShotProblem,
+    removed: Tensor,
+    settings: UpdateSettings,
+    solve: Callable[..., WeightUpdate],
+    method: str,
+) -> Update:
+    """Run a second-order ``solve(w, fisher, removed) -> WeightUpdate`` in the Fisher's
+    dtype and device, then apply its correction with ``settings``' scale rule."""
+    fisher = problem.require_fisher(f"the {method} update")
+    solved = solve(problem.weights.to(fisher.dtype), fisher, removed.to(fisher.device))
+    correction = solved.delta.to(problem.weights.dtype).cpu()
+    return apply_correction(
+        problem,
+        removed,
+        correction,
+        lambda change: local_model_change(problem, change, settings.first_order),
+        settings,
+    )
 
 
 @register_update("none")

@@ -17,7 +17,7 @@ from prunekit.methods.oneshot.registry import (
     register_update,
 )
 from prunekit.methods.oneshot.results import Selection, Update
-from prunekit.methods.oneshot.update import UpdateSettings, apply_correction, local_model_change
+from prunekit.methods.oneshot.update import UpdateSettings, second_order_update
 from prunekit.second_order import woodfisher_select, woodfisher_update
 
 
@@ -34,16 +34,7 @@ def woodfisher_correction(
     problem: OneShotProblem, removed: Tensor, settings: UpdateSettings
 ) -> Update:
     """The sum of the single-weight OBS updates of the removed weights."""
-    fisher = problem.require_fisher("the woodfisher update")
-    solved = woodfisher_update(problem.weights.to(fisher.dtype), fisher, removed.to(fisher.device))
-    correction = solved.delta.to(problem.weights.dtype).cpu()
-    return apply_correction(
-        problem,
-        removed,
-        correction,
-        lambda change: local_model_change(problem, change, settings.first_order),
-        settings,
-    )
+    return second_order_update(problem, removed, settings, woodfisher_update, "woodfisher")
 
 
 register_preset("woodfisher", "obs", "woodfisher")
