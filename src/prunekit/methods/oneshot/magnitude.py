@@ -7,7 +7,7 @@ removed; ties go by position.
 
 from __future__ import annotations
 
-from prunekit.masks import scores_to_mask
+from prunekit.methods.init import magnitude_scores
 from prunekit.methods.oneshot.flat import removed_from_mask
 from prunekit.methods.oneshot.problem import OneShotProblem
 from prunekit.methods.oneshot.registry import register_preset, register_selection
@@ -24,9 +24,10 @@ def global_magnitude(problem: OneShotProblem, settings: None, update) -> Selecti
 @register_selection("layerwise_magnitude")
 def layerwise_magnitude(problem: OneShotProblem, settings: None, update) -> Selection:
     """Each layer's smallest |w|, every layer pruned to the target sparsity."""
-    scores = {n: problem.model.get_parameter(n).detach().abs() for n in problem.names}
-    mask = scores_to_mask(scores, problem.sparsity, scope="layerwise")
-    return Selection(removed_from_mask(mask, problem.names))
+    scores = magnitude_scores(problem.model, params=problem.names)
+    return Selection(
+        removed_from_mask(scores.to_mask(problem.sparsity, "layerwise"), problem.names)
+    )
 
 
 register_preset("magnitude", "magnitude", "none")
