@@ -13,9 +13,9 @@ def dense_fisher(grads, damp, blocks):
     return full * same_block + damp * torch.eye(d, dtype=grads.dtype)
 
 
-def kkt_update(fisher, w, removed_idx):
-    """Solve min ½δᵀFδ s.t. δ_Q = −w_Q through the explicit KKT system
-    [[F, E_Q], [E_Qᵀ, 0]] [δ; μ] = [0; −w_Q]."""
+def kkt_update(fisher, w, removed_idx, gradient=None):
+    """Solve min ḡᵀδ + ½δᵀFδ s.t. δ_Q = −w_Q through the explicit KKT system
+    [[F, E_Q], [E_Qᵀ, 0]] [δ; μ] = [−ḡ; −w_Q] (ḡ = 0 when ``gradient`` is None)."""
     d = len(w)
     q = len(removed_idx)
     e_q = torch.zeros(d, q, dtype=w.dtype)
@@ -24,5 +24,6 @@ def kkt_update(fisher, w, removed_idx):
     system[:d, :d] = fisher
     system[:d, d:] = e_q
     system[d:, :d] = e_q.T
-    rhs = torch.cat([torch.zeros(d, dtype=w.dtype), -w[removed_idx]])
+    top = torch.zeros(d, dtype=w.dtype) if gradient is None else -gradient
+    rhs = torch.cat([top, -w[removed_idx]])
     return torch.linalg.solve(system, rhs)[:d]
