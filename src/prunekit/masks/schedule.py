@@ -134,7 +134,6 @@ def _check_stages(values: list[float], target: float, start: float, what: str) -
     steps = [b - a for a, b in zip(values, values[1:], strict=False)]
     if any(step <= 0 for step in steps):
         raise ConfigError(
-            f"{what} must be strictly increasing, got {values}; use fewer stages or "
-            "another base"
+            f"{what} must be strictly increasing, got {values}; use fewer stages or another base"
         )
     return values
