@@ -1,5 +1,7 @@
 """Independent dense reference computations for the second-order tests (float64)."""
 
+import itertools
+
 import torch
 
 
@@ -13,9 +15,9 @@ def dense_fisher(grads, damp, blocks):
     return full * same_block + damp * torch.eye(d, dtype=grads.dtype)
 
 
-def kkt_update(fisher, w, removed_idx):
-    """Solve min ½δᵀFδ s.t. δ_Q = −w_Q through the explicit KKT system
-    [[F, E_Q], [E_Qᵀ, 0]] [δ; μ] = [0; −w_Q]."""
+def kkt_update(fisher, w, removed_idx, gradient=None):
+    """Solve min ḡᵀδ + ½δᵀFδ s.t. δ_Q = −w_Q through the explicit KKT system
+    [[F, E_Q], [E_Qᵀ, 0]] [δ; μ] = [−ḡ; −w_Q] (ḡ = 0 when ``gradient`` is None)."""
     d = len(w)
     q = len(removed_idx)
     e_q = torch.zeros(d, q, dtype=w.dtype)
@@ -24,5 +26,39 @@ def kkt_update(fisher, w, removed_idx):
     system[:d, :d] = fisher
     system[:d, d:] = e_q
     system[d:, :d] = e_q.T
-    rhs = torch.cat([torch.zeros(d, dtype=w.dtype), -w[removed_idx]])
+    top = torch.zeros(d, dtype=w.dtype) if gradient is None else -gradient
+    rhs = torch.cat([top, -w[removed_idx]])
     return torch.linalg.solve(system, rhs)[:d]
+
+
+def local_objectives(fisher, w, removed_sets, gradient=None):
+    """min over δ of ḡᵀδ + ½δᵀFδ s.t. δ_Q = −w_Q, for a batch of removal sets Q given as
+    an (N, k) index tensor, from the explicit F: δ_R solves F_RR δ_R = F_RQ w_Q − ḡ_R."""
+    n, k = removed_sets.shape
+    d = len(w)
+    gradient = torch.zeros(d, dtype=w.dtype) if gradient is None else gradient
+    is_removed = torch.zeros(n, d, dtype=torch.bool)
+    is_removed[torch.arange(n)[:, None], removed_sets] = True
+    kept_sets = (~is_removed).nonzero()[:, 1].reshape(n, d - k)
+    delta = torch.zeros(n, d, dtype=w.dtype)
+    delta[torch.arange(n)[:, None], removed_sets] = -w[removed_sets]
+    if k < d:
+        f_rr = fisher[kept_sets[:, :, None], kept_sets[:, None, :]]
+        f_rq = fisher[kept_sets[:, :, None], removed_sets[:, None, :]]
+        rhs = (f_rq @ w[removed_sets][:, :, None])[:, :, 0] - gradient[kept_sets]
+        delta[torch.arange(n)[:, None], kept_sets] = torch.linalg.solve(f_rr, rhs)
+    return delta @ gradient + 0.5 * ((delta @ fisher) * delta).sum(1)
+
+
+def exhaustive_optimum(fisher, w, k, gradient=None, fixed_removed=None):
+    """Best removal mask of exactly k weights over all C(d, k) sets (containing the fixed
+    ones) and its objective: brute force for tiny d."""
+    d = len(w)
+    fixed = [] if fixed_removed is None else fixed_removed.nonzero().flatten().tolist()
+    free = [i for i in range(d) if i not in fixed]
+    sets = [fixed + list(c) for c in itertools.combinations(free, k - len(fixed))]
+    values = local_objectives(fisher, w, torch.tensor(sets, dtype=torch.long), gradient)
+    best = int(torch.argmin(values))
+    removed = torch.zeros(d, dtype=torch.bool)
+    removed[sets[best]] = True
+    return removed, values[best].item()

@@ -15,7 +15,7 @@ from prunekit.masks.io import (
 from prunekit.masks.mask import Mask
 from prunekit.masks.ranking import count_to_remove, scores_to_mask
 from prunekit.masks.report import LayerSparsity, SparsityReport, sparsity_report
-from prunekit.masks.schedule import check_sparsity, exponential_schedule
+from prunekit.masks.schedule import check_sparsity, exponential_schedule, stage_sparsities
 from prunekit.masks.selection import classifier_parameter_name, prunable_parameters
 
 __all__ = [
@@ -34,5 +34,6 @@ __all__ = [
     "save_mask",
     "scores_to_mask",
     "sparsity_report",
+    "stage_sparsities",
     "to_torch_prune",
 ]

@@ -1,5 +1,6 @@
 """Second-order machinery as pure tensor algebra: per-sample gradients, the factored
-block-diagonal empirical Fisher, OBS/WoodFisher, CBS-S (selection) and CBS-U (update).
+block-diagonal empirical Fisher, OBS/WoodFisher, CBS-S (selection), CBS-U (update), the
+local model with a mean gradient ḡ, and the joint L0 solver.
 
 Conventions: ``w`` is a flat tensor of the d prunable weights, ``G`` an (m, d) matrix of
 per-sample gradients, ``removed`` a bool tensor of length d with True = removed.
@@ -28,6 +29,12 @@ from prunekit.second_order.gradients import (
     minibatch_gradients,
     per_sample_gradients,
 )
+from prunekit.second_order.l0_solver import L0Result, L0Step, l0_solve, lipschitz_constant
+from prunekit.second_order.local_model import (
+    local_change,
+    mean_gradient,
+    newton_point,
+)
 from prunekit.second_order.obs import (
     WeightUpdate,
     lowest_k_mask,
@@ -38,6 +45,8 @@ from prunekit.second_order.obs import (
 
 __all__ = [
     "EmpiricalFisher",
+    "L0Result",
+    "L0Step",
     "PassRecord",
     "SwapSearchResult",
     "SwapState",
@@ -48,10 +57,15 @@ __all__ = [
     "chunk_blocks",
     "estimate_bytes",
     "gradients_from_batches",
+    "l0_solve",
     "layer_blocks",
+    "lipschitz_constant",
+    "local_change",
     "lowest_k_mask",
     "magnitude_start",
+    "mean_gradient",
     "minibatch_gradients",
+    "newton_point",
     "obs_saliency",
     "one_block",
     "per_sample_gradients",

@@ -13,6 +13,18 @@ problem splits into one independent problem per block). Three equivalent routes:
 ``"auto"`` picks, per block, the route whose system is smallest among |Q|, |R| and m.
 The predicted loss change is ½ w_Qᵀ[(F⁻¹)_QQ]⁻¹w_Q, computed as ½ δwᵀFδw (equal at the
 optimum, and never negative).
+
+With a mean gradient ḡ (local model ḡᵀδ + ½δᵀFδ, see ``local_model``) the same routes
+solve min ḡᵀδ + ½δᵀFδ s.t. δ_Q = −w_Q:
+
+- ``"removed"``: δ = −F⁻¹ḡ − F⁻¹E_Q [(F⁻¹)_QQ]⁻¹ (w_Q − (F⁻¹ḡ)_Q).
+- ``"kept"``: δ_R = F_RR⁻¹ (F_RQ w_Q − ḡ_R).
+- ``"woodbury"``: with F_RR⁻¹ = (1/λ)[I − G_Rᵀ K⁻¹ G_R], K = mλI + G_RG_Rᵀ,
+  δ_R = G_Rᵀ K⁻¹ (h + G_R ḡ_R / λ) − ḡ_R / λ (one m×m Cholesky). When ḡ_R lies in the
+  span of G_Rᵀ the two terms cancel in part: use float64 for a small λ.
+
+A block with nothing removed still moves, by the Newton step −F_b⁻¹ḡ_b. The predicted
+change ḡᵀδ + ½δᵀFδ = −½ḡᵀF⁻¹ḡ + ½ w̃_Qᵀ[(F⁻¹)_QQ]⁻¹w̃_Q (w̃ = w − F⁻¹ḡ) can be negative.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from torch import Tensor
 
 from prunekit.errors import ConfigError
 from prunekit.second_order.fisher import EmpiricalFisher, check_memory, cholesky_or_raise
+from prunekit.second_order.local_model import check_gradient, local_change
 from prunekit.second_order.obs import WeightUpdate, _check_mask
 
 Solver = Literal["removed", "kept", "woodbury", "auto"]
@@ -36,16 +49,22 @@ def choose_solver(num_removed: int, num_kept: int, num_samples: int) -> str:
 
 
 def cbs_update(
-    w: Tensor, fisher: EmpiricalFisher, removed: Tensor, solver: Solver = "auto"
+    w: Tensor,
+    fisher: EmpiricalFisher,
+    removed: Tensor,
+    solver: Solver = "auto",
+    gradient: Tensor | None = None,
 ) -> WeightUpdate:
     """Exact OBS update that removes the weights marked True in ``removed``.
 
     Returns the new weights (removed ones exactly zero), δw, and the predicted loss
-    change ½ w_Qᵀ[(F⁻¹)_QQ]⁻¹w_Q."""
+    change ½ w_Qᵀ[(F⁻¹)_QQ]⁻¹w_Q. With a mean gradient ``gradient`` = ḡ, δw minimises
+    ḡᵀδw + ½δwᵀFδw instead, and ``loss_change`` is that value."""
     if solver not in ("removed", "kept", "woodbury", "auto"):
         raise ConfigError(f"unknown solver {solver!r}: use removed, kept, woodbury or auto")
     removed = _check_mask(removed, fisher.dim).to(fisher.device)
     w = w.to(device=fisher.device, dtype=fisher.dtype)
+    gradient = check_gradient(gradient, fisher)
     delta = torch.zeros_like(w)
     m = fisher.num_samples
     item = w.element_size()
@@ -54,6 +73,8 @@ def cbs_update(
         q = local_removed.nonzero().flatten()
         r = (~local_removed).nonzero().flatten()
         if len(q) == 0:
+            if gradient is not None:
+                delta[start:end] = -fisher.block_inverse_matvec(b, gradient[start:end])
             continue
         w_q = w[start:end][q]
         route = choose_solver(len(q), len(r), m) if solver == "auto" else solver
@@ -72,10 +93,15 @@ def cbs_update(
         if route == "removed":
             inverse_qq = fisher.block_inverse_submatrix(b, q, q)
             factor = cholesky_or_raise(inverse_qq, "(F⁻¹)_QQ")
-            u = torch.cholesky_solve(w_q[:, None], factor)[:, 0]
             e_q = torch.zeros(end - start, dtype=w.dtype, device=w.device)
-            e_q[q] = u
-            block_delta[r] = -fisher.block_inverse_matvec(b, e_q)[r]
+            if gradient is None:
+                e_q[q] = torch.cholesky_solve(w_q[:, None], factor)[:, 0]
+                block_delta[r] = -fisher.block_inverse_matvec(b, e_q)[r]
+            else:
+                newton_step = fisher.block_inverse_matvec(b, gradient[start:end])
+                target = (w_q - newton_step[q])[:, None]
+                e_q[q] = torch.cholesky_solve(target, factor)[:, 0]
+                block_delta[r] = -(newton_step + fisher.block_inverse_matvec(b, e_q))[r]
         elif route in ("kept", "woodbury"):
             g = fisher.block_grads(b)
             g_r = g[:, r]
@@ -83,14 +109,22 @@ def cbs_update(
             if route == "kept":
                 system = g_r.T @ g_r / m
                 system.diagonal().add_(fisher.damp)
-                rhs = (g_r.T @ h / m)[:, None]
+                rhs = g_r.T @ h / m
+                if gradient is not None:
+                    rhs = rhs - gradient[start:end][r]
+                rhs = rhs[:, None]
                 factor = cholesky_or_raise(system, "F_RR")
                 block_delta[r] = torch.cholesky_solve(rhs, factor)[:, 0]
             else:
                 kernel = g_r @ g_r.T
                 kernel.diagonal().add_(m * fisher.damp)
                 factor = cholesky_or_raise(kernel, "mλI + G_RG_Rᵀ")
-                block_delta[r] = g_r.T @ torch.cholesky_solve(h[:, None], factor)[:, 0]
+                if gradient is None:
+                    block_delta[r] = g_r.T @ torch.cholesky_solve(h[:, None], factor)[:, 0]
+                else:
+                    scaled = gradient[start:end][r] / fisher.damp
+                    rhs = (h + g_r @ scaled)[:, None]
+                    block_delta[r] = g_r.T @ torch.cholesky_solve(rhs, factor)[:, 0] - scaled
     weights = w + delta
     weights[removed] = 0.0
-    return WeightUpdate(weights, delta, 0.5 * float(fisher.quadratic(delta)))
+    return WeightUpdate(weights, delta, local_change(delta, fisher, gradient))

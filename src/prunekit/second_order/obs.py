@@ -1,6 +1,8 @@
 """OBS / WoodFisher: single-weight saliencies, global selection, and the summed update.
 
-Convention: ``removed`` masks are bool tensors of length d, True = removed.
+Convention: ``removed`` masks are bool tensors of length d, True = removed. An optional
+mean gradient ḡ (``gradient``) uses the local model ḡᵀδ + ½δᵀFδ instead of ½δᵀFδ;
+None gives the classical OBS formulas (see ``local_model``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from torch import Tensor
 
 from prunekit.errors import ConfigError
 from prunekit.second_order.fisher import EmpiricalFisher
+from prunekit.second_order.local_model import check_gradient, local_change, newton_point
 
 
 @dataclass
@@ -19,7 +22,8 @@ class WeightUpdate:
     """Result of a second-order weight update.
 
     ``weights`` = w + δw with the removed weights exactly zero; ``delta`` = δw;
-    ``loss_change`` = ½ δwᵀFδw, the quadratic model's predicted loss increase."""
+    ``loss_change`` = ḡᵀδw + ½ δwᵀFδw, the local model's predicted loss change
+    (ḡ = 0 when no mean gradient is given, and then it is ½ δwᵀFδw ≥ 0)."""
 
     weights: Tensor
     delta: Tensor
@@ -42,32 +46,53 @@ def lowest_k_mask(scores: Tensor, k: int) -> Tensor:
     return removed
 
 
-def obs_saliency(w: Tensor, fisher: EmpiricalFisher) -> Tensor:
+def obs_saliency(w: Tensor, fisher: EmpiricalFisher, gradient: Tensor | None = None) -> Tensor:
     """ρ_q = w_q² / (2 [F⁻¹]_qq): the loss increase of removing weight q alone with the
-    optimal compensating update of the others."""
+    optimal compensating update of the others.
+
+    With a mean gradient ḡ: ρ_q = (w_q − (F⁻¹ḡ)_q)² / (2 [F⁻¹]_qq), OBS at the Newton
+    point w̃ = w − F⁻¹ḡ. Removing q alone then changes the loss by −½ḡᵀF⁻¹ḡ + ρ_q:
+    ρ_q is measured from the unconstrained optimum, which is the same for every q."""
     inverse_diagonal = fisher.inverse_diagonal()
-    w = w.to(inverse_diagonal.dtype)
+    if gradient is None:
+        w = w.to(inverse_diagonal.dtype)
+    else:
+        w = newton_point(w, fisher, gradient)
     return w * w / (2.0 * inverse_diagonal)
 
 
-def woodfisher_select(w: Tensor, fisher: EmpiricalFisher, k: int) -> Tensor:
+def woodfisher_select(
+    w: Tensor, fisher: EmpiricalFisher, k: int, gradient: Tensor | None = None
+) -> Tensor:
     """Removal mask of the ``k`` weights with the lowest OBS saliency, global across blocks."""
-    return lowest_k_mask(obs_saliency(w, fisher), k)
+    return lowest_k_mask(obs_saliency(w, fisher, gradient), k)
 
 
-def woodfisher_update(w: Tensor, fisher: EmpiricalFisher, removed: Tensor) -> WeightUpdate:
+def woodfisher_update(
+    w: Tensor, fisher: EmpiricalFisher, removed: Tensor, gradient: Tensor | None = None
+) -> WeightUpdate:
     """WoodFisher's joint update: the sum of the single-weight OBS updates,
     δw = −F⁻¹ s with s_q = w_q / [F⁻¹]_qq for removed q and 0 elsewhere; then the
     removed weights are set to exactly zero. Ignores interactions between removed
-    weights (CBS-U does not)."""
+    weights (CBS-U does not).
+
+    With a mean gradient ḡ the single-weight updates are taken from the Newton point
+    w̃ = w − F⁻¹ḡ: δw = −F⁻¹(ḡ + s) with s_q = w̃_q / [F⁻¹]_qq, removed weights then
+    set to zero; ``loss_change`` = ḡᵀδw + ½δwᵀFδw."""
     removed = _check_mask(removed, fisher.dim)
     w = w.to(fisher.dtype)
-    s = torch.where(removed, w / fisher.inverse_diagonal(), torch.zeros_like(w))
-    delta = -fisher.inverse_matvec(s)
+    if gradient is None:
+        s = torch.where(removed, w / fisher.inverse_diagonal(), torch.zeros_like(w))
+        delta = -fisher.inverse_matvec(s)
+    else:
+        gradient = check_gradient(gradient, fisher)
+        newton = newton_point(w, fisher, gradient)
+        s = torch.where(removed, newton / fisher.inverse_diagonal(), torch.zeros_like(w))
+        delta = -fisher.inverse_matvec(gradient + s)
     delta[removed] = -w[removed]
     weights = w + delta
     weights[removed] = 0.0
-    return WeightUpdate(weights, delta, 0.5 * float(fisher.quadratic(delta)))
+    return WeightUpdate(weights, delta, local_change(delta, fisher, gradient))
 
 
 def _check_mask(removed: Tensor, d: int) -> Tensor:
