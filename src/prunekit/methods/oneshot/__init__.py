@@ -7,20 +7,29 @@
 | ``obs`` / ``woodfisher`` | selection / update | ``woodfisher.py`` |
 | ``cbs_s`` / ``cbs_u`` | selection / update | ``cbs.py`` |
 | ``random``, ``snip``, ``grasp``, ``synflow`` | selection | ``init_scores.py`` |
+| ``l0`` (joint L0 solver: IHT, backsolve, swaps) | selection | ``l0.py`` |
 | ``none`` | update | ``update.py`` |
 
-Presets: ``magnitude``, ``layerwise_magnitude``, ``woodfisher`` (obs+woodfisher) and
-``cbs`` (cbs_s+cbs_u); any pair is written ``selection+update``. Every method removes
-exactly round(s·d) prunable weights. :func:`prune_model` is the one call from a model
-and its training data; :func:`prune_one_shot` runs a method on second-order
-information already gathered.
+Presets: ``magnitude``, ``layerwise_magnitude``, ``woodfisher`` (obs+woodfisher),
+``cbs`` (cbs_s+cbs_u) and ``l0`` (l0+cbs_u); any pair is written ``selection+update``.
+Every method removes exactly round(s·d) prunable weights. :func:`prune_model` is the
+one call from a model and its training data; :func:`prune_one_shot` runs a method on
+second-order information already gathered.
 """
 
 # Importing a method's file registers it.
-from prunekit.methods.oneshot import cbs, init_scores, magnitude, update, woodfisher  # noqa: F401
+from prunekit.methods.oneshot import (  # noqa: F401
+    cbs,
+    init_scores,
+    l0,
+    magnitude,
+    update,
+    woodfisher,
+)
 from prunekit.methods.oneshot.api import prune_model
 from prunekit.methods.oneshot.cbs import CBSSettings
 from prunekit.methods.oneshot.evidence import FisherSettings
+from prunekit.methods.oneshot.l0 import L0Settings
 from prunekit.methods.oneshot.problem import OneShotProblem
 from prunekit.methods.oneshot.prune import prune_one_shot
 from prunekit.methods.oneshot.registry import (
@@ -49,6 +58,7 @@ __all__ = [
     "UPDATES",
     "CBSSettings",
     "FisherSettings",
+    "L0Settings",
     "MethodSpec",
     "OneShotProblem",
     "OneShotRecord",

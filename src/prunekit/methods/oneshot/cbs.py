@@ -108,8 +108,8 @@ def cbs_correction(problem: OneShotProblem, removed: Tensor, settings: UpdateSet
     """The exact multi-weight OBS update for the removal set."""
     route = "woodbury" if settings.solver == "gram" else settings.solver
 
-    def solve(w: Tensor, fisher, removed: Tensor):
-        return cbs_update(w, fisher, removed, solver=route)
+    def solve(w: Tensor, fisher, removed: Tensor, gradient: Tensor | None):
+        return cbs_update(w, fisher, removed, solver=route, gradient=gradient)
 
     return second_order_update(problem, removed, settings, solve, "cbs_u")
 

@@ -41,14 +41,20 @@ from prunekit.utils.types import WeightsLoss
 
 @dataclass
 class FisherSettings:
-    """The empirical Fisher F = λI + GᵀG/m: m gradients of ``batch_size`` samples each,
-    dampening λ, blocks (``full``, ``layer`` or a chunk size) and the algebra's dtype."""
+    """The local model's evidence: the empirical Fisher F = λI + GᵀG/m (m gradients of
+    ``batch_size`` samples each, dampening λ, blocks ``full``, ``layer`` or a chunk size,
+    the algebra's dtype) and, with ``first_order``, the mean gradient ḡ."""
 
     samples: int = setting(10000, "m: number of gradients in the empirical Fisher")
     batch_size: int = setting(1, "samples per gradient (1: per-sample gradients)")
     damp: float = setting(1e-3, "Fisher dampening λ (> 0)")
     blocks: str = setting("full", "Fisher blocks: full, layer, or a chunk size like 10000")
     dtype: str = setting("float32", "dtype of the Fisher algebra", choices=["float32", "float64"])
+    first_order: bool = setting(
+        False,
+        "local model with the mean training gradient ḡ (ḡᵀδ + ½δᵀFδ); off: the trained "
+        "weights are taken as a minimum (½δᵀFδ), as in the OBS/CBS papers",
+    )
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.batch_size < 1:
@@ -130,10 +136,11 @@ def take(order: list[int], count: int, what: str, option: str) -> list[int]:
 @dataclass
 class FisherEstimate:
     """The factored Fisher at the model's weights, the mean gradient ḡ (the mean of G's
-    rows), the number of gradients m actually used and the seconds taken."""
+    rows; ``None`` unless the settings ask for a first-order local model), the number
+    of gradients m actually used and the seconds taken."""
 
     fisher: EmpiricalFisher
-    gradient: Tensor
+    gradient: Tensor | None
     samples_used: int
     seconds: float
 
@@ -155,7 +162,7 @@ def estimate_fisher(
         )
     blocks = fisher_blocks(settings.blocks, layer_sizes(model, names))
     fisher = EmpiricalFisher(grads, settings.damp, blocks, dtype=settings.torch_dtype)
-    gradient = fisher.grads.mean(0)
+    gradient = fisher.grads.mean(0) if settings.first_order else None
     return FisherEstimate(fisher, gradient, grads.shape[0], time.perf_counter() - started)
 
 

@@ -23,7 +23,9 @@ class OneShotProblem:
     - ``k``: exactly this many of them are removed (round(s·d), s = ``sparsity``).
     - ``fisher``: the factored empirical Fisher F = λI + GᵀG/m at w̄ (OBS, CBS, ...).
     - ``gradient``: the mean training gradient ḡ at w̄ (the mean of the Fisher's
-      gradient rows), for methods that use the first-order term.
+      gradient rows). Given, the local model is first-order, ḡᵀδ + ½δᵀFδ, and every
+      method that can uses it (OBS saliency, the updates, the L0 solver); ``None``
+      takes w̄ as a minimum, ½δᵀFδ, as the OBS/CBS papers do.
     - ``training_loss(flat_w)``: the real loss on *training* data with the prunable
       weights set to ``flat_w`` (CBS's outer loop, update-scale choice).
     - ``init_scores(name)``: the mask of a pruning-at-initialization score at this

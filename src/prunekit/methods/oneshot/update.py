@@ -28,8 +28,6 @@ class UpdateSettings:
       exactly zero whatever the scale.
     - ``scale_grid``: when non-empty, the scale is chosen among these values by the real
       loss on training data: lowest loss, earliest on ties; ``scale`` is then unused.
-    - ``first_order``: the local model keeps the first-order term ḡᵀδ (ḡ the mean
-      training gradient at w̄); off, w̄ is taken as a minimum (the papers' model).
     """
 
     solver: str = setting(
@@ -42,11 +40,6 @@ class UpdateSettings:
     )
     scale_grid: list[float] = setting(
         [], "choose the update scale among these by the real training loss (empty: scale)"
-    )
-    first_order: bool = setting(
-        False,
-        "use the mean training gradient ḡ in the local model (ḡᵀδ + ½δᵀFδ); off: w̄ is "
-        "taken as a minimum, as in the OBS/CBS papers",
     )
 
     def __post_init__(self) -> None:
@@ -94,16 +87,20 @@ def second_order_update(
     solve: Callable[..., WeightUpdate],
     method: str,
 ) -> Update:
-    """Run a second-order ``solve(w, fisher, removed) -> WeightUpdate`` in the Fisher's
-    dtype and device, then apply its correction with ``settings``' scale rule."""
+    """Run a second-order ``solve(w, fisher, removed, gradient=ḡ) -> WeightUpdate`` in
+    the Fisher's dtype and device (ḡ: the problem's mean gradient, or None), then apply
+    its correction with ``settings``' scale rule."""
     fisher = problem.require_fisher(f"the {method} update")
-    solved = solve(problem.weights.to(fisher.dtype), fisher, removed.to(fisher.device))
+    gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
+    solved = solve(
+        problem.weights.to(fisher.dtype), fisher, removed.to(fisher.device), gradient=gradient
+    )
     correction = solved.delta.to(problem.weights.dtype).cpu()
     return apply_correction(
         problem,
         removed,
         correction,
-        lambda change: local_model_change(problem, change, settings.first_order),
+        lambda change: local_model_change(problem, change),
         settings,
     )
 
@@ -114,12 +111,12 @@ def no_update(problem: OneShotProblem, removed: Tensor, settings: None) -> Updat
     return Update(problem.weights * ~removed.to(problem.weights.device))
 
 
-def local_model_change(problem: OneShotProblem, change: Tensor, first_order: bool) -> float:
+def local_model_change(problem: OneShotProblem, change: Tensor) -> float:
     """The local model's predicted loss change of a weight change δ: ½ δᵀFδ, plus ḡᵀδ
-    with ``first_order`` (ḡ the problem's mean gradient)."""
+    when the problem has a mean gradient ḡ (a first-order local model)."""
     fisher = problem.require_fisher("the predicted loss change")
     delta = change.to(device=fisher.device, dtype=fisher.dtype)
     value = 0.5 * float(fisher.quadratic(delta))
-    if first_order:
-        value += float(problem.require_gradient("the first-order term").to(delta) @ delta)
+    if problem.gradient is not None:
+        value += float(problem.gradient.to(delta) @ delta)
     return value

@@ -23,10 +23,12 @@ from prunekit.second_order import woodfisher_select, woodfisher_update
 
 @register_selection("obs", needs_fisher=True)
 def obs_selection(problem: OneShotProblem, settings: None, update) -> Selection:
-    """The k lowest OBS saliencies w_q² / (2 [F⁻¹]_qq)."""
+    """The k lowest OBS saliencies w_q² / (2 [F⁻¹]_qq) (first-order form with ḡ)."""
     fisher = problem.require_fisher("obs")
     w = problem.weights.to(fisher.dtype)
-    return Selection(woodfisher_select(w, fisher, problem.k).cpu())
+    gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
+    removed = woodfisher_select(w, fisher, problem.k, gradient=gradient).cpu()
+    return Selection(removed)
 
 
 @register_update("woodfisher", needs_fisher=True, settings=UpdateSettings)
