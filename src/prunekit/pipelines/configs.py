@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prunekit.methods.oneshot import CBSSettings, FisherSettings, UpdateSettings
+from prunekit.methods.oneshot import CBSSettings, FisherSettings, L0Settings, UpdateSettings
+from prunekit.methods.oneshot.multistage import StageSettings
 from prunekit.utils.settings import setting as opt
 
 
@@ -102,9 +103,9 @@ class OneShotConfig(TrainingFields, CommonConfig):
     checkpoint: str | None = opt(None, "trained weights to prune (prunekit, plain or WoodFisher)")
     methods: list[str] = opt(
         ["magnitude", "woodfisher", "cbs"],
-        "presets magnitude, layerwise_magnitude, woodfisher, cbs, or selection+update pairs "
-        "(selections: magnitude, layerwise_magnitude, obs, cbs_s, random, snip, grasp, synflow; "
-        "updates: none, woodfisher, cbs_u)",
+        "presets magnitude, layerwise_magnitude, woodfisher, cbs, l0, or selection+update "
+        "pairs (selections: magnitude, layerwise_magnitude, obs, cbs_s, l0, random, snip, "
+        "grasp, synflow; updates: none, woodfisher, cbs_u)",
     )
     sparsities: list[float] = opt(
         [0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
@@ -115,6 +116,8 @@ class OneShotConfig(TrainingFields, CommonConfig):
     loss_samples: int = opt(10000, "training samples for the real loss (CBS outer loop, RMP)")
     cbs: CBSSettings = opt(CBSSettings(), "CBS-S search")
     update: UpdateSettings = opt(UpdateSettings(), "how the update is applied")
+    l0: L0Settings = opt(L0Settings(), "the joint L0 solver")
+    stages: StageSettings = opt(StageSettings(), "multi-stage pruning")
     reference: dict = opt(
         {}, "published figures shown beside the results: label → {sparsity: value}"
     )

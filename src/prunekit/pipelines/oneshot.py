@@ -42,6 +42,10 @@ def cell_settings(
         drop.add("cbs")
     if spec.update.settings is None:
         drop.add("update")
+    if spec.selection.name != "l0":
+        drop.add("l0")
+    if config.stages.is_single:
+        drop.add("stages")
     if spec.selection.name not in ("random", "snip", "grasp", "synflow"):
         drop.add("samples_per_class")
     settings = result_settings(config, frozenset(drop))
@@ -108,7 +112,8 @@ def run_oneshot(config: OneShotConfig) -> dict:
         for key, cell in cells.items():
             if key not in pending:
                 logger.info("%s: finished with the same settings, reused", cell.folder)
-        if pending:
+        evidence = None
+        if pending and config.stages.is_single:  # multi-stage cells gather their own
             evidence = gather_evidence(
                 trained,
                 names,

@@ -12,12 +12,14 @@ import torch
 from torch import nn
 
 from prunekit.masks import save_mask, sparsity_report
+from prunekit.methods.oneshot import get_method
 from prunekit.methods.oneshot.evidence import (
     TrainingEvidence,
     init_scorer,
     prune_with_evidence,
 )
 from prunekit.methods.oneshot.flat import flatten_weights
+from prunekit.methods.oneshot.multistage import prune_in_stages
 from prunekit.pipelines.cells import Cell
 from prunekit.pipelines.configs import OneShotConfig
 from prunekit.pipelines.run_folder import write_json
@@ -43,7 +45,7 @@ class OneShotRun:
 
 def prune_cell(
     run: OneShotRun,
-    evidence: TrainingEvidence,
+    evidence: TrainingEvidence | None,
     cell: Cell,
     method: str,
     sparsity: float,
@@ -58,13 +60,49 @@ def prune_cell(
         run.dense,
         run.device,
     )
-    estimate = evidence.fisher
-    scores = init_scorer(
-        trained, names, sparsity, data.plain_train, config.samples_per_class, seed, device
-    )
-    result = prune_with_evidence(
-        trained, names, method, sparsity, evidence, scores, [config.cbs, config.update], seed
-    )
+    settings = [config.cbs, config.update, config.l0]
+    if config.stages.is_single:
+        estimate = evidence.fisher
+        scores = init_scorer(
+            trained, names, sparsity, data.plain_train, config.samples_per_class, seed, device
+        )
+        result = prune_with_evidence(
+            trained, names, method, sparsity, evidence, scores, settings, seed
+        )
+        training_loss = evidence.training_loss
+        costs = {
+            "fisher_samples_used": None if estimate is None else estimate.samples_used,
+            "gradient_seconds": 0.0 if estimate is None else estimate.seconds,
+            "prune_seconds": result.record.selection_seconds + result.record.update_seconds,
+        }
+    else:
+        staged = prune_in_stages(
+            trained,
+            names,
+            method,
+            sparsity,
+            data.plain_train,
+            stages=config.stages,
+            fisher=config.fisher,
+            loss_samples=config.loss_samples,
+            settings=settings,
+            samples_per_class=config.samples_per_class,
+            seed=seed,
+            device=device,
+            on_stage=lambda _t, model: validation_metrics(model, data, device),
+        )
+        result = staged.result
+        write_json(cell.folder / "stages.json", staged.stages)
+        training_loss = None
+        costs = {
+            "fisher_samples_used": config.fisher.samples
+            if get_method(method).needs_fisher
+            else None,
+            "stages": len(staged.stages),
+            "stage_sparsities": [r.sparsity for r in staged.stages],
+            "gradient_seconds": sum(r.evidence_seconds for r in staged.stages),
+            "prune_seconds": sum(r.prune_seconds for r in staged.stages),
+        }
     pruned = copy.deepcopy(trained)
     with torch.no_grad():
         for name, value in result.weights.items():
@@ -85,12 +123,12 @@ def prune_cell(
         "seed": seed,
         "top1": metrics["top1"],
         "loss": metrics["loss"],
-        "train_loss": evidence.training_loss(flatten_weights(pruned, names)),
+        "train_loss": staged.stages[-1].training_loss
+        if training_loss is None
+        else training_loss(flatten_weights(pruned, names)),
         "dense_top1": dense["top1"],
         **validation_metrics(pruned, data, device),
-        "fisher_samples_used": None if estimate is None else estimate.samples_used,
-        "gradient_seconds": 0.0 if estimate is None else estimate.seconds,
-        "prune_seconds": result.record.selection_seconds + result.record.update_seconds,
+        **costs,
         "collapsed_layers": report.collapsed_layers,
         **result.record.to_dict(),
     }

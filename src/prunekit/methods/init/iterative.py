@@ -52,6 +52,7 @@ def prune_iteratively(
     rounds: int,
     scope: str = "global",
     params: Iterable[str] | Mapping[str, Tensor] | None = None,
+    previous: Mask | None = None,
 ) -> Mask:
     """Mask at ``sparsity`` reached in ``rounds`` rounds of scoring and pruning.
 
@@ -61,15 +62,16 @@ def prune_iteratively(
     (``round(s·d)`` globally). Between rounds the current mask is
     applied to a scoring copy of the model (removed weights set to zero; ``model``
     itself is never modified), and weights removed in an earlier round stay removed.
-    One round scores ``model`` directly, without a copy.
+    One round scores ``model`` directly, without a copy. Weights removed in
+    ``previous`` (an earlier stage's mask) stay removed and count towards the target.
     """
     if not isinstance(rounds, int) or rounds < 1:
         raise ConfigError(f"rounds must be a positive integer, got {rounds!r}")
     chosen = resolve_params(model, params)
     names = list(chosen)
     targets = _round_targets(sparsity, rounds, scope, {n: p.numel() for n, p in chosen.items()})
-    scoring_model = model if rounds == 1 else copy.deepcopy(model)
-    mask: Mask | None = None
+    scoring_model = model if rounds == 1 and previous is None else copy.deepcopy(model)
+    mask: Mask | None = previous
     for target, round_scope in targets:
         if mask is not None:
             mask.apply(scoring_model)

@@ -77,6 +77,7 @@ def score_and_mask(
     rounds: int | None = None,
     scope: str = "global",
     params: Iterable[str] | Mapping[str, Tensor] | None = None,
+    previous: Mask | None = None,
     **method_kwargs: Any,
 ) -> Mask:
     """Score ``model`` with a named method and return the mask at ``sparsity``.
@@ -87,6 +88,7 @@ def score_and_mask(
     random and magnitude ignore it. ``rounds`` defaults to the method's own (100 for
     SynFlow, 1 for the others); see ``prune_iteratively``. ``method_kwargs`` go to
     the scoring function (``temperature=``, ``generator=``, ``chunk_size=``...).
+    Weights removed in ``previous`` stay removed.
 
     Example::
 
@@ -111,4 +113,5 @@ def score_and_mask(
         rounds=method.default_rounds if rounds is None else rounds,
         scope=scope,
         params=params,
+        previous=previous,
     )

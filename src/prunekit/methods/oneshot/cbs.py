@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from prunekit.errors import ConfigError
@@ -22,7 +23,13 @@ from prunekit.methods.oneshot.registry import (
 )
 from prunekit.methods.oneshot.results import SearchPass, SearchReport, Selection, Update
 from prunekit.methods.oneshot.update import UpdateSettings, second_order_update
-from prunekit.second_order import cbs_select, cbs_update, magnitude_start, rmp_start
+from prunekit.second_order import (
+    EmpiricalFisher,
+    cbs_select,
+    cbs_update,
+    magnitude_start,
+    rmp_start,
+)
 from prunekit.utils.settings import setting
 
 
@@ -66,26 +73,37 @@ def cbs_selection(
     ``score_with_update``) after the paired update."""
     fisher = problem.require_fisher("cbs_s")
     training_loss = problem.require_training_loss("cbs_s")
-    if problem.fixed_removed is not None and bool(problem.fixed_removed.any()):
-        raise ConfigError("cbs_s cannot keep earlier removals fixed; use another selection")
     w = problem.weights
+    # Earlier removals stay removed: search over the weights still alive only (the
+    # removed ones are zero, so they add nothing to L(P)), then put them back.
+    alive = torch.ones_like(w, dtype=torch.bool)
+    if problem.fixed_removed is not None:
+        alive = ~problem.fixed_removed.cpu()
+    fixed_count = int((~alive).sum())
 
-    def loss_of_mask(removed: Tensor) -> float:
-        removed = removed.to(w.device)
+    def full_mask(removed_alive: Tensor) -> Tensor:
+        removed = ~alive.clone()
+        removed[alive] = removed_alive.cpu()
+        return removed
+
+    def loss_of_mask(removed_alive: Tensor) -> float:
+        removed = full_mask(removed_alive).to(w.device)
         new_w = update(removed).weights if settings.score_with_update else w * ~removed
         return float(training_loss(new_w))
 
-    wf = w.to(fisher.dtype).to(fisher.device)
+    wf = w[alive].to(fisher.dtype).to(fisher.device)
+    grads, blocks = alive_columns(fisher, alive)
+    k = problem.k - fixed_count
     if settings.start == "rmp":
-        start = rmp_start(wf, problem.k, settings.rmp_trials, problem.generator, loss_of_mask)
+        start = rmp_start(wf, k, settings.rmp_trials, problem.generator, loss_of_mask)
     else:
-        start = magnitude_start(wf, problem.k)
+        start = magnitude_start(wf, k)
     result = cbs_select(
         wf,
-        fisher.grads,
+        grads,
         start,
         loss_of_mask,
-        blocks=fisher.blocks,
+        blocks=blocks,
         swap_threshold=settings.swap_threshold,
         rank_window=settings.rank_window,
         max_failures=settings.max_failures,
@@ -100,7 +118,22 @@ def cbs_selection(
             SearchPass(r.pass_index, r.quadratic_loss, r.loss, r.swaps) for r in result.history
         ],
     )
-    return Selection(result.removed.cpu(), report)
+    return Selection(full_mask(result.removed), report)
+
+
+def alive_columns(fisher: EmpiricalFisher, alive: Tensor) -> tuple[Tensor, list[tuple[int, int]]]:
+    """The gradient columns of the ``alive`` weights and the Fisher's blocks renumbered
+    over them (blocks left empty are dropped)."""
+    if bool(alive.all()):
+        return fisher.grads, list(fisher.blocks)
+    alive = alive.to(fisher.device)
+    blocks, start = [], 0
+    for s, e in fisher.blocks:
+        size = int(alive[s:e].sum())
+        if size:
+            blocks.append((start, start + size))
+            start += size
+    return fisher.grads[:, alive], blocks
 
 
 @register_update("cbs_u", needs_fisher=True, settings=UpdateSettings)

@@ -175,10 +175,11 @@ def init_scorer(
     seed: int,
     device: torch.device | str = "cpu",
 ) -> Callable[[str], Mask]:
-    """``scores(name)``: the mask of a pruning-at-init score of ``model`` at ``sparsity``
-    on a class-balanced training sample (``samples_per_class`` of each class)."""
+    """``scores(name, previous=None)``: the mask of a pruning-at-init score of ``model``
+    at ``sparsity`` on a class-balanced training sample (``samples_per_class`` of each
+    class); weights removed in ``previous`` stay removed."""
 
-    def scores(name: str) -> Mask:
+    def scores(name: str, previous: Mask | None = None) -> Mask:
         sample = class_balanced_batches(dataset, samples_per_class, 1, seed=seed)
         return score_and_mask(
             name,
@@ -186,6 +187,7 @@ def init_scorer(
             sparsity,
             data=[(x.to(device), y.to(device)) for x, y in sample],
             params=names,
+            previous=previous,
             **init_method_options(name, seed),
         )
 
@@ -241,6 +243,7 @@ def prune_with_evidence(
     init_scores: Callable[[str], Mask],
     settings: Iterable[object],
     seed: int,
+    fixed_removed: Tensor | None = None,
 ) -> OneShotResult:
     """:func:`prune_one_shot` on gathered evidence, its generator seeded with ``seed``."""
     estimate = evidence.fisher
@@ -255,4 +258,5 @@ def prune_with_evidence(
         init_scores=init_scores,
         settings=settings,
         generator=torch.Generator().manual_seed(seed),
+        fixed_removed=fixed_removed,
     )

@@ -16,7 +16,7 @@ from prunekit.errors import ConfigError
 from prunekit.methods.oneshot.problem import OneShotProblem
 from prunekit.methods.oneshot.registry import register_preset, register_selection
 from prunekit.methods.oneshot.results import SearchPass, SearchReport, Selection
-from prunekit.second_order import l0_solve, magnitude_start, woodfisher_select
+from prunekit.second_order import l0_solve, obs_saliency
 from prunekit.utils.settings import setting
 
 
@@ -53,13 +53,11 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
     gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
     fixed = None if problem.fixed_removed is None else problem.fixed_removed.to(fisher.device)
     starts = []
-    for name in settings.start_names:
-        # earlier removals are exact zeros: the smallest |w| and zero OBS saliency, so
-        # both starts remove them first (checked by the solver)
+    for name in settings.start_names:  # earlier removals come first in both starts
         if name == "magnitude":
-            starts.append(magnitude_start(w, problem.k))
+            starts.append(problem.lowest_k(w.abs()))
         else:
-            starts.append(woodfisher_select(w, fisher, problem.k, gradient=gradient))
+            starts.append(problem.lowest_k(obs_saliency(w, fisher, gradient=gradient)))
     result = l0_solve(
         w,
         fisher,

@@ -12,13 +12,12 @@ from prunekit.methods.oneshot.flat import removed_from_mask
 from prunekit.methods.oneshot.problem import OneShotProblem
 from prunekit.methods.oneshot.registry import register_preset, register_selection
 from prunekit.methods.oneshot.results import Selection
-from prunekit.second_order import magnitude_start
 
 
 @register_selection("magnitude")
 def global_magnitude(problem: OneShotProblem, settings: None, update) -> Selection:
     """The k smallest |w| over all prunable weights."""
-    return Selection(magnitude_start(problem.weights, problem.k))
+    return Selection(problem.lowest_k(problem.weights.abs()))
 
 
 @register_selection("layerwise_magnitude")

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from prunekit.errors import ConfigError
 from prunekit.masks import Mask
-from prunekit.second_order import EmpiricalFisher
+from prunekit.methods.oneshot.flat import mask_from_removed
+from prunekit.second_order import EmpiricalFisher, lowest_k_mask
 from prunekit.utils.types import WeightsLoss
 
 
@@ -42,7 +43,7 @@ class OneShotProblem:
     fisher: EmpiricalFisher | None = None
     gradient: Tensor | None = None
     training_loss: WeightsLoss | None = None
-    init_scores: Callable[[str], Mask] | None = None
+    init_scores: Callable[..., Mask] | None = None
     generator: torch.Generator | None = None
     fixed_removed: Tensor | None = None
 
@@ -62,6 +63,20 @@ class OneShotProblem:
                     f"{int(self.fixed_removed.sum())} weights are already removed, more than "
                     f"the {self.k} this sparsity removes: give a higher sparsity"
                 )
+
+    def lowest_k(self, scores: Tensor) -> Tensor:
+        """Removal mask (True = removed) of the k lowest ``scores``, earlier removals
+        (``fixed_removed``) first whatever their score; ties by position."""
+        if self.fixed_removed is not None:
+            fixed = self.fixed_removed.to(scores.device)
+            scores = torch.where(fixed, torch.full_like(scores, -torch.inf), scores)
+        return lowest_k_mask(scores, self.k)
+
+    def fixed_mask(self) -> Mask | None:
+        """``fixed_removed`` as a :class:`Mask` (True = kept), or None when empty."""
+        if self.fixed_removed is None or not bool(self.fixed_removed.any()):
+            return None
+        return mask_from_removed(self.fixed_removed, self.model, self.names)
 
     @property
     def dim(self) -> int:

@@ -18,7 +18,7 @@ from prunekit.methods.oneshot.registry import (
 )
 from prunekit.methods.oneshot.results import Selection, Update
 from prunekit.methods.oneshot.update import UpdateSettings, second_order_update
-from prunekit.second_order import woodfisher_select, woodfisher_update
+from prunekit.second_order import obs_saliency, woodfisher_update
 
 
 @register_selection("obs", needs_fisher=True)
@@ -27,8 +27,8 @@ def obs_selection(problem: OneShotProblem, settings: None, update) -> Selection:
     fisher = problem.require_fisher("obs")
     w = problem.weights.to(fisher.dtype)
     gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
-    removed = woodfisher_select(w, fisher, problem.k, gradient=gradient).cpu()
-    return Selection(removed)
+    saliency = obs_saliency(w, fisher, gradient=gradient)
+    return Selection(problem.lowest_k(saliency).cpu())
 
 
 @register_update("woodfisher", needs_fisher=True, settings=UpdateSettings)

@@ -1,0 +1,164 @@
+"""Multi-stage one-shot pruning (CHITA++-style): prune to s₁ < s₂ < … < s_T = s, and at
+every stage re-estimate the local model where the weights now are.
+
+At each stage the gradients, the factored Fisher (and the mean gradient ḡ with a
+first-order local model) and the training loss are recomputed at the current, already
+pruned and updated weights on the same training samples; the method (any registered
+selection + update) then removes exactly round(s_t·d) weights, earlier removals
+staying removed. One stage is exactly single-stage pruning.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from prunekit.errors import ConfigError
+from prunekit.masks import stage_sparsities
+from prunekit.methods.oneshot.evidence import (
+    FisherSettings,
+    gather_evidence,
+    init_scorer,
+    prune_with_evidence,
+)
+from prunekit.methods.oneshot.flat import flatten_weights, removed_from_mask
+from prunekit.methods.oneshot.registry import get_method
+from prunekit.methods.oneshot.results import OneShotResult
+from prunekit.utils.settings import setting
+
+
+@dataclass
+class StageSettings:
+    """The stage schedule: ``count`` stages of the ``schedule`` kind from ``base``, or
+    the explicit ``sparsities`` (ending at the target); one stage is one-shot."""
+
+    count: int = setting(1, "pruning stages (1: one-shot, as in the OBS/CBS papers)")
+    schedule: str = setting(
+        "exponential",
+        "stage schedule",
+        choices=["exponential", "polynomial", "cubic", "linear", "geometric"],
+    )
+    base: float | None = setting(
+        None, "first stage's sparsity (exponential/cubic; default a tenth of the target)"
+    )
+    sparsities: list[float] = setting(
+        [], "explicit stage sparsities, ending at the target (overrides count and schedule)"
+    )
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ConfigError(f"stages count must be >= 1, got {self.count}")
+
+    @property
+    def is_single(self) -> bool:
+        return self.count == 1 and not self.sparsities
+
+    def plan(self, target: float, start: float = 0.0) -> list[float]:
+        """The sparsity after each stage, the last exactly ``target``."""
+        if self.sparsities:
+            return stage_sparsities(target, list(self.sparsities), "explicit", start=start)
+        return stage_sparsities(target, self.count, self.schedule, start=start, base=self.base)
+
+
+@dataclass
+class StageRecord:
+    """One stage: its sparsity and count, the local model's predicted change, the
+    training loss after it, seconds (evidence, pruning) and optional extra metrics."""
+
+    stage: int
+    sparsity: float
+    removed: int
+    predicted_loss_change: float | None
+    training_loss: float
+    evidence_seconds: float
+    prune_seconds: float
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class MultiStageResult:
+    """The final result (mask, weights, record of the last stage) and every stage."""
+
+    result: OneShotResult
+    stages: list[StageRecord]
+
+
+def prune_in_stages(
+    model: nn.Module,
+    names: Sequence[str],
+    method: str,
+    sparsity: float,
+    dataset: Dataset,
+    *,
+    stages: StageSettings,
+    fisher: FisherSettings,
+    loss_samples: int,
+    settings: Iterable[object] = (),
+    samples_per_class: int = 10,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    on_stage: Callable[[int, nn.Module], dict] | None = None,
+) -> MultiStageResult:
+    """Prune ``model``'s ``names`` to ``sparsity`` in stages with ``method``; the model is
+    not changed. Weights that are exactly zero in ``model`` already count as removed
+    (the start of the schedule). ``on_stage(t, pruned_model)`` may return metrics to
+    record for stage t (e.g. validation accuracy: reporting only)."""
+    settings = list(settings)
+    spec = get_method(method)
+    current = copy.deepcopy(model)
+    removed = flatten_weights(current, names) == 0
+    start = float(removed.float().mean()) if removed.any() else 0.0
+    plan = stages.plan(sparsity, start)
+    records: list[StageRecord] = []
+    result = None
+    for t, stage_sparsity in enumerate(plan):
+        started = time.perf_counter()
+        evidence = gather_evidence(
+            current,
+            names,
+            dataset,
+            fisher_settings=fisher,
+            loss_samples=loss_samples,
+            seed=seed,
+            need_fisher=spec.needs_fisher,
+            device=device,
+        )
+        evidence_seconds = time.perf_counter() - started
+        scores = init_scorer(
+            current, names, stage_sparsity, dataset, samples_per_class, seed, device
+        )
+        result = prune_with_evidence(
+            current,
+            names,
+            method,
+            stage_sparsity,
+            evidence,
+            scores,
+            settings,
+            seed,
+            fixed_removed=removed if removed.any() else None,
+        )
+        with torch.no_grad():
+            for name, value in result.weights.items():
+                current.get_parameter(name).copy_(value)
+        removed = removed_from_mask(result.mask, names)
+        records.append(
+            StageRecord(
+                stage=t,
+                sparsity=stage_sparsity,
+                removed=result.record.removed,
+                predicted_loss_change=result.record.predicted_loss_change,
+                training_loss=evidence.training_loss(flatten_weights(current, names)),
+                evidence_seconds=evidence_seconds,
+                prune_seconds=result.record.selection_seconds + result.record.update_seconds,
+                metrics=on_stage(t, current) if on_stage is not None else {},
+            )
+        )
+    assert result is not None
+    return MultiStageResult(result, records)

@@ -1,0 +1,115 @@
+"""Multi-stage one-shot pruning: one stage is exactly one-shot; at every stage the count
+is exact and earlier removals stay removed; the first-order update is the KKT optimum."""
+
+import copy
+
+import pytest
+import torch
+from oneshot_tiny import tiny_problem
+from test_prune_model_api import trained_net, users_data
+
+from prunekit.errors import ConfigError
+from prunekit.masks import prunable_parameters
+from prunekit.methods.oneshot import CBSSettings, FisherSettings, prune_model, prune_one_shot
+from prunekit.methods.oneshot.evidence import as_dataset
+from prunekit.methods.oneshot.flat import flatten_weights
+from prunekit.methods.oneshot.multistage import StageSettings, prune_in_stages
+from prunekit.second_order import EmpiricalFisher
+
+FISHER = FisherSettings(samples=60, damp=1e-2)
+FAST_CBS = CBSSettings(rmp_trials=2, max_passes=3)
+
+
+def staged(net, method, sparsity, stages, fisher=FISHER, on_stage=None):
+    return prune_in_stages(
+        net,
+        list(prunable_parameters(net)),
+        method,
+        sparsity,
+        as_dataset(users_data()),
+        stages=stages,
+        fisher=fisher,
+        loss_samples=120,
+        settings=[FAST_CBS],
+        samples_per_class=2,
+        on_stage=on_stage,
+    )
+
+
+@pytest.mark.parametrize("method", ["magnitude", "woodfisher", "cbs", "l0"])
+def test_one_stage_is_exactly_one_shot(method):
+    net = trained_net()
+    one = staged(net, method, 0.8, StageSettings(count=1)).result
+    direct = prune_model(
+        net,
+        method,
+        0.8,
+        users_data(),
+        fisher=FISHER,
+        loss_samples=120,
+        settings=[FAST_CBS],
+        samples_per_class=2,
+    )
+    assert one.mask.equal(direct.mask)
+    for name, value in direct.weights.items():
+        assert torch.equal(one.weights[name], value)
+
+
+@pytest.mark.parametrize("method", ["magnitude", "woodfisher", "cbs", "l0", "snip+cbs_u"])
+@pytest.mark.parametrize("first_order", [False, True])
+def test_every_stage_exact_and_earlier_removals_stay_removed(method, first_order):
+    net = trained_net()
+    before = copy.deepcopy(net.state_dict())
+    names = list(prunable_parameters(net))
+    d = sum(net.get_parameter(n).numel() for n in names)
+    masks = []
+
+    def record_mask(t, model):
+        masks.append(flatten_weights(model, names) == 0)
+        return {"zeros": int(masks[-1].sum())}
+
+    fisher = FisherSettings(samples=60, damp=1e-2, first_order=first_order)
+    out = staged(net, method, 0.9, StageSettings(count=4, schedule="linear"), fisher, record_mask)
+    plan = [r.sparsity for r in out.stages]
+    assert plan == pytest.approx([0.225, 0.45, 0.675, 0.9])
+    for record, zeros in zip(out.stages, masks, strict=True):
+        assert record.removed == round(record.sparsity * d)
+        assert int(zeros.sum()) >= record.removed  # removed weights are exact zeros
+    removed = [~torch.cat([out.result.mask[n].reshape(-1) for n in names])]
+    assert int(removed[0].sum()) == round(0.9 * d)
+    for earlier, later in zip(masks, masks[1:], strict=False):
+        assert not bool((earlier & ~later).any()), "an earlier removal came back"
+    assert not bool((masks[-1] ^ removed[0]).any())
+    for name, value in before.items():
+        assert torch.equal(net.state_dict()[name], value), "the model must not change"
+
+
+def test_explicit_stages_and_bad_plans():
+    net = trained_net()
+    out = staged(net, "woodfisher", 0.9, StageSettings(sparsities=[0.5, 0.8, 0.9]))
+    assert [r.sparsity for r in out.stages] == [0.5, 0.8, 0.9]
+    with pytest.raises(ConfigError, match="increasing"):
+        staged(net, "woodfisher", 0.9, StageSettings(sparsities=[0.8, 0.5, 0.9]))
+    with pytest.raises(ConfigError, match="end at the target"):
+        staged(net, "woodfisher", 0.9, StageSettings(sparsities=[0.5, 0.8]))
+
+
+def test_first_order_update_is_the_kkt_optimum():
+    model, names, x, y, grads = tiny_problem(m=40)
+    damp = 1e-2
+    fisher = EmpiricalFisher(grads, damp=damp, dtype=torch.float64)
+    g = grads.mean(0) + 0.05  # a point that is not a minimum
+    result = prune_one_shot(model, names, "magnitude+cbs_u", 0.5, fisher=fisher, gradient=g)
+    w = flatten_weights(model, names)
+    removed = torch.cat([~result.mask[n].reshape(-1) for n in names])
+    d, q = w.numel(), removed.nonzero().flatten()
+    F = damp * torch.eye(d, dtype=torch.float64) + grads.T @ grads / grads.shape[0]
+    E = torch.zeros(d, len(q), dtype=torch.float64)
+    E[q, torch.arange(len(q))] = 1.0
+    kkt = torch.zeros(d + len(q), d + len(q), dtype=torch.float64)
+    kkt[:d, :d], kkt[:d, d:], kkt[d:, :d] = F, E, E.T
+    delta = torch.linalg.solve(kkt, torch.cat([-g, -w[q]]))[:d]
+    new_w = torch.cat([result.weights[n].reshape(-1) for n in names])
+    torch.testing.assert_close(new_w, w + delta, atol=1e-9, rtol=1e-7)
+    predicted = g @ delta + 0.5 * delta @ F @ delta
+    assert result.record.predicted_loss_change == pytest.approx(float(predicted), rel=1e-6)
