@@ -5,7 +5,8 @@ min_δ ḡᵀδ + ½δᵀFδ s.t. δ_Q = −w_Q is computed for every one of the
 sets; each method's mask is scored with the exact (CBS-U) update, and counts as
 reaching the optimum when its objective is within 1e-9 (relative) of the best.
 
-Methods: the joint L0 solver (``l0_solve``, default settings), CBS-S (``cbs_select``
+Methods: the joint L0 solver (``l0_solve``, default settings; from the OBS mask; from
+both its default start and the OBS mask, best of the two), CBS-S (``cbs_select``
 with the exact objective as its loss, started from magnitude at the Newton point
 w̃ = w − F⁻¹ḡ, full rank window) + CBS-U, OBS selection (``woodfisher_select`` with
 ḡ) + CBS-U, and magnitude + CBS-U.
@@ -82,10 +83,16 @@ def method_objectives(w, grads, fisher, gradient, k) -> dict[str, float]:
         rank_window=d,
         max_failures=d,
     )
+    obs = woodfisher_select(w, fisher, k, gradient)
+    default_start = l0_solve(w, fisher, k, gradient=gradient, max_iterations=0, max_swap_rounds=0)
     return {
         "l0_solve": l0_solve(w, fisher, k, gradient=gradient).objective,
+        "l0_solve_from_obs": l0_solve(w, fisher, k, gradient=gradient, start=obs).objective,
+        "l0_solve_two_starts": l0_solve(
+            w, fisher, k, gradient=gradient, start=[default_start.removed, obs]
+        ).objective,
         "cbs_s": loss(cbs.removed),
-        "obs": loss(woodfisher_select(w, fisher, k, gradient)),
+        "obs": loss(obs),
         "magnitude": loss(magnitude_start(w, k)),
     }
 

@@ -11,8 +11,9 @@ problem with a gradient (``obs_saliency``'s formula) on R ∪ {j}:
 
 Across blocks u_i = 0 and Δ_ij = x_i²/(2M_ii) − ∇_j²/(2s_j): the two moves add up.
 Only the ``candidates`` cheapest kept weights (by x_i²/(2M_ii)) and the most promising
-removed ones (by ∇_j²/(2F_jj), a lower bound of the gain ∇_j²/(2s_j)) are paired, so a
-round costs O(m·d + m²·p) per block, never d×d.
+removed ones (by ∇_j²/(2F_jj), a lower bound of the gain ∇_j²/(2s_j)) are paired: a
+round costs O(m·|R|·p + |R|²·p) per block, plus diag(M) (read off when |R| ≤ m,
+O(m²|R|) otherwise); never d×d.
 """
 
 from __future__ import annotations

@@ -1,0 +1,201 @@
+"""The joint L0 solver against exhaustive search and the explicit d×d local model."""
+
+import pytest
+import torch
+from second_order_reference import dense_fisher, exhaustive_optimum, local_objectives
+
+from prunekit.errors import ConfigError
+from prunekit.second_order import (
+    EmpiricalFisher,
+    cbs_select,
+    cbs_update,
+    l0_solve,
+    lipschitz_constant,
+    magnitude_start,
+    newton_point,
+    woodfisher_select,
+)
+from prunekit.second_order.l0_model import FactoredLocalModel, KeptInverse
+from prunekit.second_order.l0_swaps import improving_swaps
+
+INSTANCES = 50
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: a thread pool costs more than it saves (and the cores are shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def instance(seed, with_gradient, d=None):
+    """d in 10..14 (or given), m in 3..20, one or two blocks, λ in [1e-3, 1e-1], the
+    gradients' columns correlated through a random mixing for odd seeds."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(lo, hi):
+        return int(torch.randint(lo, hi + 1, (1,), generator=generator))
+
+    d = d or draw(10, 14)
+    m = draw(3, 20)
+    grads = torch.randn(m, d, generator=generator, dtype=torch.float64)
+    if seed % 2:
+        mixing = torch.randn(d, d, generator=generator, dtype=torch.float64)
+        grads = grads + 0.7 * grads @ mixing / d**0.5
+    split = draw(3, d - 3)
+    blocks = [(0, d)] if seed % 3 else [(0, split), (split, d)]
+    damp = 10.0 ** float(torch.empty(1).uniform_(-3, -1, generator=generator))
+    w = torch.randn(d, generator=generator, dtype=torch.float64)
+    gradient = grads.mean(0) if with_gradient else None
+    fisher = EmpiricalFisher(grads, damp, blocks, dtype=torch.float64)
+    return w, grads, fisher, dense_fisher(grads, damp, blocks), gradient, draw(2, d - 2)
+
+
+def reached(value, best):
+    return value <= best + 1e-9 * abs(best) + 1e-12
+
+
+def exact(w, fisher, removed, gradient):
+    return cbs_update(w, fisher, removed, gradient=gradient).loss_change
+
+
+@pytest.mark.parametrize("with_gradient", [False, True])
+def test_reaches_the_exhaustive_optimum_more_often_than_cbs_s(with_gradient):
+    solver_hits = cbs_hits = 0
+    for seed in range(INSTANCES):
+        w, grads, fisher, dense, gradient, k = instance(seed, with_gradient)
+        best_mask, best = exhaustive_optimum(dense, w, k, gradient)
+        result = l0_solve(w, fisher, k, gradient=gradient)
+        assert result.objective >= best - 1e-9 * abs(best) - 1e-12  # nothing beats it
+        solver_hits += reached(result.objective, best)
+
+        newton = newton_point(w, fisher, gradient)
+        cbs = cbs_select(
+            newton,
+            grads,
+            magnitude_start(newton, k),
+            lambda removed: exact(w, fisher, removed, gradient),  # noqa: B023
+            blocks=fisher.blocks,
+            swap_threshold=1e-12,
+            rank_window=len(w),
+            max_failures=len(w),
+        )
+        cbs_hits += reached(exact(w, fisher, cbs.removed, gradient), best)
+    assert solver_hits >= 0.8 * INSTANCES
+    assert solver_hits >= cbs_hits
+
+
+@pytest.mark.parametrize("with_gradient", [False, True])
+def test_result_is_the_exact_optimum_on_its_own_mask(with_gradient):
+    for seed in range(6):
+        w, _grads, fisher, dense, gradient, k = instance(seed, with_gradient)
+        result = l0_solve(w, fisher, k, gradient=gradient)
+        assert int(result.removed.sum()) == k
+        assert torch.all(result.weights[result.removed] == 0)
+        q = result.removed.nonzero().flatten()
+        expected = local_objectives(dense, w, q[None, :], gradient).item()
+        assert result.objective == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        update = cbs_update(w, fisher, result.removed, gradient=gradient)
+        torch.testing.assert_close(result.weights, update.weights)
+        values = [step.objective for step in result.history]
+        assert all(b <= a + 1e-12 * abs(a) for a, b in zip(values, values[1:], strict=False))
+
+
+def test_exactly_k_removed_always_and_fixed_stay_removed():
+    generator = torch.Generator().manual_seed(0)
+    for seed in range(12):
+        w, _grads, fisher, dense, gradient, _k = instance(seed, seed % 2 == 0, d=12)
+        fixed = torch.zeros(12, dtype=torch.bool)
+        fixed[torch.randperm(12, generator=generator)[: seed % 4]] = True
+        for k in range(int(fixed.sum()), 13):
+            result = l0_solve(w, fisher, k, gradient=gradient, fixed_removed=fixed)
+            assert int(result.removed.sum()) == k
+            assert bool(result.removed[fixed].all())
+            assert torch.all(result.weights[result.removed] == 0)
+        k = int(fixed.sum()) + 4
+        _mask, best = exhaustive_optimum(dense, w, k, gradient, fixed_removed=fixed)
+        result = l0_solve(w, fisher, k, gradient=gradient, fixed_removed=fixed)
+        assert result.objective >= best - 1e-9 * abs(best) - 1e-12
+
+
+def test_never_worse_than_its_warm_start_and_several_starts_take_the_best():
+    for seed in range(10):
+        w, _grads, fisher, _dense, gradient, k = instance(seed, True)
+        obs = woodfisher_select(w, fisher, k, gradient)
+        magnitude = magnitude_start(w, k)
+        from_obs = l0_solve(w, fisher, k, gradient=gradient, start=obs)
+        assert from_obs.objective <= exact(w, fisher, obs, gradient) + 1e-12
+        assert from_obs.history[0].objective == pytest.approx(exact(w, fisher, obs, gradient))
+        from_magnitude = l0_solve(w, fisher, k, gradient=gradient, start=magnitude)
+        both = l0_solve(w, fisher, k, gradient=gradient, start=[obs, magnitude])
+        assert both.objective == min(from_obs.objective, from_magnitude.objective)
+
+
+def test_backsolve_and_kept_inverse_match_dense_algebra():
+    w, _grads, fisher, dense, gradient, _k = instance(3, True, d=14)
+    model = FactoredLocalModel(w, fisher, gradient)
+    removed = torch.zeros(14, dtype=torch.bool)
+    removed[[0, 2, 3, 7, 11]] = True
+    x, value, inverses = model.backsolve(removed)
+    update = cbs_update(w, fisher, removed, gradient=gradient)
+    torch.testing.assert_close(x, update.weights)
+    assert value == pytest.approx(update.loss_change, rel=1e-10)
+    delta = x - w
+    grad = model.grad(x, model.g_delta(x))
+    torch.testing.assert_close(grad, gradient + dense @ delta)
+    assert grad[~removed].abs().max() < 1e-9  # stationary on the kept set
+    for m in (3, 40):  # Woodbury (|R| > m) and explicit (|R| ≤ m) forms
+        g = torch.randn(m, 9, dtype=torch.float64)
+        f_rr = g.T @ g / m + 0.05 * torch.eye(9, dtype=torch.float64)
+        inverse = KeptInverse(g, 0.05)
+        assert inverse.explicit == (m >= 9)
+        torch.testing.assert_close(inverse.diagonal, torch.linalg.inv(f_rr).diagonal())
+        v = torch.randn(9, 2, dtype=torch.float64)
+        torch.testing.assert_close(inverse.matmul(v), torch.linalg.solve(f_rr, v))
+
+
+@pytest.mark.parametrize("with_gradient", [False, True])
+def test_swap_prediction_is_the_exact_change(with_gradient):
+    checked = 0
+    for seed in range(6):
+        w, _grads, fisher, dense, gradient, k = instance(seed, with_gradient, d=13)
+        model = FactoredLocalModel(w, fisher, gradient)
+        removed = magnitude_start(w, k)
+        fixed = torch.zeros(13, dtype=torch.bool)
+        x, value, inverses = model.backsolve(removed)
+        grad = model.grad(x, model.g_delta(x))
+        pairs = improving_swaps(model, x, grad, removed, fixed, inverses, candidates=13)
+        checked += len(pairs)
+        for pair in pairs:  # each prediction is exact for that swap alone
+            trial = removed.clone()
+            trial[pair.keep_out], trial[pair.free] = True, False
+            after = local_objectives(dense, w, trial.nonzero().flatten()[None, :], gradient)
+            assert pair.predicted == pytest.approx(after.item() - value, rel=1e-8, abs=1e-12)
+            assert pair.predicted < 0
+        assert all(a.predicted <= b.predicted for a, b in zip(pairs, pairs[1:], strict=False))
+    assert checked >= 5
+
+
+def test_lipschitz_constant_is_the_largest_eigenvalue():
+    w, _grads, fisher, dense, _gradient, _k = instance(3, False, d=14)
+    largest = torch.linalg.eigvalsh(dense).max().item()
+    assert lipschitz_constant(fisher, iterations=200) == pytest.approx(largest, rel=1e-6)
+    assert lipschitz_constant(fisher, iterations=5) <= largest * (1 + 1e-12)
+
+
+def test_bad_arguments_are_config_errors():
+    w, _grads, fisher, _dense, gradient, _k = instance(1, True, d=12)
+    fixed = torch.zeros(12, dtype=torch.bool)
+    fixed[:5] = True
+    with pytest.raises(ConfigError, match="fixed"):
+        l0_solve(w, fisher, 4, fixed_removed=fixed)
+    with pytest.raises(ConfigError, match="start mask"):
+        l0_solve(w, fisher, 6, fixed_removed=fixed, start=magnitude_start(w, 6) & ~fixed)
+    with pytest.raises(ConfigError, match="start mask"):
+        l0_solve(w, fisher, 6, start=magnitude_start(w, 5))
+    with pytest.raises(ConfigError, match="empty list"):
+        l0_solve(w, fisher, 6, start=[])
+    with pytest.raises(ConfigError, match="mean gradient"):
+        l0_solve(w, fisher, 6, gradient=gradient[:3])
