@@ -12,7 +12,7 @@ from prunekit.second_order.local_model import local_change, mean_gradient, newto
 from prunekit.second_order.obs import obs_saliency, woodfisher_select, woodfisher_update
 
 D = 24
-SOLVERS = ["removed", "kept", "woodbury", "auto"]
+SOLVERS = ["removed", "kept", "gram", "auto"]
 BLOCKS = [one_block(D), chunk_blocks([10, 14], 6)]
 
 

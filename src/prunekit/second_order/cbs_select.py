@@ -26,7 +26,7 @@ until the next pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -36,8 +36,7 @@ from torch import Tensor
 from prunekit.errors import ConfigError
 from prunekit.second_order.fisher import Block, check_blocks, one_block
 from prunekit.second_order.obs import _check_mask, lowest_k_mask
-
-LossFn = Callable[[Tensor], float]
+from prunekit.utils.types import RemovalLoss
 
 
 class SwapState:
@@ -213,7 +212,7 @@ def cbs_select(
     w: Tensor,
     grads: Tensor,
     start: Tensor,
-    evaluate_loss: LossFn | None = None,
+    evaluate_loss: RemovalLoss | None = None,
     *,
     blocks: Sequence[Block] | None = None,
     swap_threshold: float = 1e-4,
@@ -301,7 +300,7 @@ def rmp_start(
     k: int,
     trials: int,
     generator: torch.Generator | None,
-    evaluate_loss: LossFn,
+    evaluate_loss: RemovalLoss,
 ) -> Tensor:
     """Best of ``trials`` RMP masks (exactly k removed each) by the caller's loss
     ``evaluate_loss(removed_mask)`` on training data; earliest trial wins ties."""

@@ -6,7 +6,7 @@ problem splits into one independent problem per block). Three equivalent routes:
 - ``"removed"``: δw = −F⁻¹ E_Q [(F⁻¹)_QQ]⁻¹ w_Q, a |Q|×|Q| system on the inverse.
 - ``"kept"``: with R the kept set, δw_R = F_RR⁻¹ F_RQ w_Q (from F_RR δw_R + F_RQ δw_Q = 0
   and δw_Q = −w_Q), F_RR = G_RᵀG_R/m + λI: an |R|×|R| system.
-- ``"woodbury"``: the kept-set system through an m×m Cholesky. By the push-through
+- ``"gram"``: the kept-set system through an m×m Cholesky. By the push-through
   identity (λI + G_RᵀG_R/m)⁻¹G_Rᵀ = m G_Rᵀ(mλI + G_RG_Rᵀ)⁻¹, and F_RQ w_Q = G_Rᵀh/m
   with h = G_Q w_Q, so δw_R = G_Rᵀ (mλI + G_RG_Rᵀ)⁻¹ h (no cancellation).
 
@@ -19,7 +19,7 @@ solve min ḡᵀδ + ½δᵀFδ s.t. δ_Q = −w_Q:
 
 - ``"removed"``: δ = −F⁻¹ḡ − F⁻¹E_Q [(F⁻¹)_QQ]⁻¹ (w_Q − (F⁻¹ḡ)_Q).
 - ``"kept"``: δ_R = F_RR⁻¹ (F_RQ w_Q − ḡ_R).
-- ``"woodbury"``: with F_RR⁻¹ = (1/λ)[I − G_Rᵀ K⁻¹ G_R], K = mλI + G_RG_Rᵀ,
+- ``"gram"``: with F_RR⁻¹ = (1/λ)[I − G_Rᵀ K⁻¹ G_R], K = mλI + G_RG_Rᵀ,
   δ_R = G_Rᵀ K⁻¹ (h + G_R ḡ_R / λ) − ḡ_R / λ (one m×m Cholesky). When ḡ_R lies in the
   span of G_Rᵀ the two terms cancel in part: use float64 for a small λ.
 
@@ -39,12 +39,12 @@ from prunekit.second_order.fisher import EmpiricalFisher, check_memory, cholesky
 from prunekit.second_order.local_model import check_gradient, local_change
 from prunekit.second_order.obs import WeightUpdate, _check_mask
 
-Solver = Literal["removed", "kept", "woodbury", "auto"]
+Solver = Literal["removed", "kept", "gram", "auto"]
 
 
 def choose_solver(num_removed: int, num_kept: int, num_samples: int) -> str:
-    """The route with the smallest system: ties prefer kept, then woodbury, then removed."""
-    sizes = {"kept": num_kept, "woodbury": num_samples, "removed": num_removed}
+    """The route with the smallest system: ties prefer kept, then gram, then removed."""
+    sizes = {"kept": num_kept, "gram": num_samples, "removed": num_removed}
     return min(sizes, key=lambda name: sizes[name])
 
 
@@ -60,8 +60,8 @@ def cbs_update(
     Returns the new weights (removed ones exactly zero), δw, and the predicted loss
     change ½ w_Qᵀ[(F⁻¹)_QQ]⁻¹w_Q. With a mean gradient ``gradient`` = ḡ, δw minimises
     ḡᵀδw + ½δwᵀFδw instead, and ``loss_change`` is that value."""
-    if solver not in ("removed", "kept", "woodbury", "auto"):
-        raise ConfigError(f"unknown solver {solver!r}: use removed, kept, woodbury or auto")
+    if solver not in ("removed", "kept", "gram", "auto"):
+        raise ConfigError(f"unknown solver {solver!r}: use removed, kept, gram or auto")
     removed = _check_mask(removed, fisher.dim).to(fisher.device)
     w = w.to(device=fisher.device, dtype=fisher.dtype)
     gradient = check_gradient(gradient, fisher)
@@ -80,7 +80,7 @@ def cbs_update(
         route = choose_solver(len(q), len(r), m) if solver == "auto" else solver
         if len(r) == 0:
             route = "none"
-        size = {"removed": len(q), "kept": len(r), "woodbury": m, "none": 0}[route]
+        size = {"removed": len(q), "kept": len(r), "gram": m, "none": 0}[route]
         check_memory(
             2 * size * size * item,
             fisher.memory_limit,
@@ -102,7 +102,7 @@ def cbs_update(
                 target = (w_q - newton_step[q])[:, None]
                 e_q[q] = torch.cholesky_solve(target, factor)[:, 0]
                 block_delta[r] = -(newton_step + fisher.block_inverse_matvec(b, e_q))[r]
-        elif route in ("kept", "woodbury"):
+        elif route in ("kept", "gram"):
             g = fisher.block_grads(b)
             g_r = g[:, r]
             h = g[:, q] @ w_q

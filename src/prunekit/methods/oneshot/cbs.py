@@ -139,10 +139,8 @@ def alive_columns(fisher: EmpiricalFisher, alive: Tensor) -> tuple[Tensor, list[
 @register_update("cbs_u", needs_fisher=True, settings=UpdateSettings)
 def cbs_correction(problem: OneShotProblem, removed: Tensor, settings: UpdateSettings) -> Update:
     """The exact multi-weight OBS update for the removal set."""
-    route = "woodbury" if settings.solver == "gram" else settings.solver
-
     def solve(w: Tensor, fisher, removed: Tensor, gradient: Tensor | None):
-        return cbs_update(w, fisher, removed, solver=route, gradient=gradient)
+        return cbs_update(w, fisher, removed, solver=settings.solver, gradient=gradient)
 
     return second_order_update(problem, removed, settings, solve, "cbs_u")
 
