@@ -146,3 +146,27 @@ def test_report_never_averages_cells_of_different_settings(oneshot_config, tmp_p
     assert len(records) == 2
     labels = sorted(r["method"] for r in records)
     assert labels[0] != labels[1] and all(label.startswith("woodfisher [") for label in labels)
+
+
+def test_multistage_cells_write_their_stages_and_hash_the_schedule(oneshot_config, tmp_path):
+    from prunekit.methods.oneshot.multistage import StageSettings
+
+    staged = replace(
+        oneshot_config,
+        methods=["woodfisher"],
+        fisher=FisherSettings(samples=40, damp=1e-2, first_order=True),
+        stages=StageSettings(count=3, schedule="linear"),
+        validation_size=50,
+    )
+    run_oneshot(staged)
+    (record,) = records_of(tmp_path / "run")
+    assert record["stages"] == 3 and record["stage_sparsities"][-1] == 0.9
+    assert record["removed"] == round(0.9 * record["prunable"])
+    (cell,) = (tmp_path / "run" / "woodfisher" / "sparsity-0.9" / "seed-0").glob("settings-*")
+    stages = json.loads((cell / "stages.json").read_text())
+    assert [s["removed"] for s in stages] == [
+        round(s * record["prunable"]) for s in record["stage_sparsities"]
+    ]
+    assert all("val_top1" in s["metrics"] for s in stages)
+    run_oneshot(replace(staged, stages=StageSettings(count=2, schedule="linear")))
+    assert len(list(cell.parent.glob("settings-*"))) == 2
