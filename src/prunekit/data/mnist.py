@@ -7,6 +7,7 @@ dimensions, one big-endian int32 per dimension, then the values in row-major ord
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -71,7 +72,7 @@ def read_idx(path: str | os.PathLike[str], expected_ndim: int | None = None) -> 
         raise PrunekitError(f"IDX file {path} is truncated inside its header")
     dims = struct.unpack(f">{ndim}I", raw[4:header_len])
     dtype = _IDX_TYPES[type_code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: a huge header cannot overflow
     payload = len(raw) - header_len
     if payload != expected:
         problem = "truncated" if payload < expected else "longer than its header says"
@@ -89,6 +90,11 @@ def read_idx_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, t
     labels = read_idx(labels_path, expected_ndim=1)
     if images.dtype != np.uint8 or labels.dtype != np.uint8:
         raise PrunekitError(f"{images_path} / {labels_path}: expected unsigned-byte IDX files")
+    if images.shape[1:] != (28, 28):
+        raise PrunekitError(
+            f"{images_path} holds {images.shape[1]}×{images.shape[2]} images; MNIST images "
+            "are 28×28 (is this another data set?)"
+        )
     if images.shape[0] != labels.shape[0]:
         raise PrunekitError(
             f"count mismatch: {images_path} holds {images.shape[0]} images but "

@@ -3,22 +3,58 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from prunekit.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
+_REQUIRED = ("method", "sparsity", "seed")
+
+
+def _read_record(path: Path) -> dict | None:
+    """The record in ``path``, or None (with a warning naming the file) when unreadable."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        logger.warning("WARNING: skipped %s: not readable JSON (%s)", path, type(exc).__name__)
+        return None
+    if (
+        not isinstance(record, dict)
+        or any(key not in record for key in _REQUIRED)
+        or not all(isinstance(record[k], int | float) for k in ("sparsity", "seed"))
+    ):
+        logger.warning("WARNING: skipped %s: not a result record (needs %s)", path, _REQUIRED)
+        return None
+    return record
+
 
 def collect_results(run_dir: str | Path) -> list[dict]:
-    """Every ``result.json`` below ``run_dir`` (one per method, sparsity and seed), sorted."""
+    """Every ``result.json`` below ``run_dir`` (one per method, sparsity and seed), sorted.
+    Corrupt files are skipped with a warning naming them."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run folder {run_dir} does not exist")
-    records = [json.loads(p.read_text()) for p in sorted(run_dir.rglob("result.json"))]
+    found = (_read_record(p) for p in sorted(run_dir.rglob("result.json")))
+    records = [r for r in found if r is not None]
     if not records:
         raise ConfigError(f"no finished result (result.json) below {run_dir}")
     return sorted(
-        records, key=lambda r: (r.get("model", ""), r["method"], r["sparsity"], r["seed"])
+        records,
+        key=lambda r: (str(r.get("model", "")), str(r["method"]), r["sparsity"], r["seed"]),
     )
+
+
+def numeric_metrics(records: list[dict]) -> list[str]:
+    """Names of the numeric fields of the records, the metrics a table can show."""
+    names = {
+        key
+        for record in records
+        for key, value in record.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    return sorted(names - {"sparsity", "seed"})
 
 
 def run_reference(run_dir: str | Path) -> dict:
@@ -26,4 +62,8 @@ def run_reference(run_dir: str | Path) -> dict:
     config = Path(run_dir) / "config.json"
     if not config.exists():
         return {}
-    return json.loads(config.read_text()).get("config", {}).get("reference", {}) or {}
+    try:
+        return json.loads(config.read_text()).get("config", {}).get("reference", {}) or {}
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        logger.warning("WARNING: %s is not readable: published figures left out", config)
+        return {}
