@@ -29,7 +29,7 @@ class Mask(dict[str, Tensor]):
             raise ConfigError(f"mask for {name!r} must be a tensor, got {type(value).__name__}")
         value = value.detach()
         if value.dtype != torch.bool and not bool(((value == 0) | (value == 1)).all()):
-            odd = value[(value != 0) & (value != 1)].flatten()[:3].tolist()
+            odd = [round(float(v), 4) for v in value[(value != 0) & (value != 1)].flatten()[:3]]
             raise ConfigError(
                 f"mask for {name!r} holds values other than 0/1 (e.g. {odd}): a mask is "
                 "True/1 for a kept weight and False/0 for a removed one"

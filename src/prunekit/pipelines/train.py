@@ -20,6 +20,7 @@ from prunekit.pipelines.setup import (
     validation_metrics,
 )
 from prunekit.training import TrainConfig, evaluate, fit
+from prunekit.training.trainer import check_resumable
 from prunekit.utils.files import atomic_torch_save
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ def run_train(config: TrainCommandConfig) -> dict:
             "or give another --run-dir"
         )
     open_run_folder(run_dir)
+    if config.resume:  # refuse another model, mask or settings before config.json changes
+        check_resumable(model, run_dir, settings, mask)
     prepare_run_folder(run_dir, "train", asdict(config), config.seed)
     if mask is not None:
         report = sparsity_report(mask, model)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields
@@ -79,6 +80,9 @@ class TrainConfig:
             raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs!r}")
         if self.log_every < 0:
             raise ConfigError(f"log_every must be >= 0, got {self.log_every}")
+        for name in ("lr", "momentum", "weight_decay", "gamma"):
+            if not math.isfinite(float(getattr(self, name))):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
         self.milestones = tuple(float(f) for f in self.milestones)
         if self.scheduler == "multistep":
             milestone_epochs(self.milestones, self.epochs)
@@ -236,6 +240,17 @@ def fit(
     if main and run_dir is not None:
         atomic_write_text(run_dir / FINAL_NAME, json.dumps(final, indent=2))
     return final
+
+
+def check_resumable(
+    model: nn.Module, run_dir: str | Path, config: TrainConfig, mask: Mask | None = None
+) -> None:
+    """Raise the error ``fit(..., resume=True)`` would raise for this folder (another
+    mask, other settings, another model), before anything is written to it."""
+    path = Path(run_dir)
+    state = _preflight(path, True, mask if mask else None, config)
+    if state is not None:
+        _check_same_model(model, state["model"], path / CHECKPOINT_NAME)
 
 
 # --- helpers -------------------------------------------------------------------------
