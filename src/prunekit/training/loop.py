@@ -93,7 +93,13 @@ def train_one_epoch(
 def _explain_nonfinite_loss(model: nn.Module, inputs: Tensor, where: str, value: float) -> None:
     """Name the cause of a NaN/Inf loss: the inputs, the weights, or divergence."""
     check_finite(inputs, "the input batch", where)
-    check_finite_parameters(model, where)
+    try:
+        check_finite_parameters(model, where)
+    except NonFiniteError:  # finite before training (fit checks): a step made them so
+        raise NonFiniteError(
+            f"{where}: the weights became NaN/Inf in the previous step: training diverged; "
+            "lower the learning rate"
+        ) from None
     raise NonFiniteError(
         f"{where}: the loss is {value} with finite weights and inputs: training diverged; "
         "lower the learning rate"
