@@ -234,7 +234,7 @@ def mnist_missing(tmp):
     return lambda: MNIST(tmp / "nothing", train=False)
 
 
-# --- writing ---------------------------------------------------------------------------------------
+# --- writing ---------------------------------------------------------------------------
 @case(RunFolderError, "is a file, not a folder")
 def write_into_a_file(tmp):
     (tmp / "file").write_text("keep")
