@@ -167,9 +167,7 @@ class _CIFAR(InMemoryDataset):
         images = torch.cat([p[0] for p in parts])
         labels = torch.cat([p[1] for p in parts])
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.classes_count):
-            raise DataError(
-                f"{folder}: labels outside 0..{self.classes_count - 1} for {self.name}"
-            )
+            raise DataError(f"{folder}: labels outside 0..{self.classes_count - 1} for {self.name}")
         classes = _read_label_names(folder / self.meta_file, self.meta_key, self.classes_count)
         mean, std = self.stats
         super().__init__(
