@@ -126,6 +126,18 @@ def gradients_unknown_parameter(tmp):
     return lambda: per_sample_gradients(net(), ["fc9.weight"], *batch())
 
 
+@case(NonFiniteError, "gradient samples: the model's weights are not finite")
+def gradients_of_nan_weights(tmp):
+    return lambda: per_sample_gradients(poisoned(float("nan")), ["1.weight"], *batch())
+
+
+@case(ConfigError, "NaN weights give NaN scores")
+def one_shot_magnitude_on_nan_weights(tmp):
+    from prunekit.methods.oneshot import prune_one_shot
+
+    return lambda: prune_one_shot(poisoned(float("nan")), ["1.weight"], "magnitude", 0.5)
+
+
 @case(NonFiniteError, "Fisher: 1 gradient entries are NaN/Inf")
 def fisher_nan_gradients(tmp):
     grads = torch.randn(5, 8)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from prunekit.errors import ConfigError
-from prunekit.models.checks import check_batch
+from prunekit.models.checks import check_batch, check_finite_parameters
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -58,6 +58,7 @@ def minibatch_gradients(
     if batch_size < 1 or chunk_size < 1:
         raise ConfigError(f"batch_size and chunk_size must be ≥ 1, got {batch_size}, {chunk_size}")
     gradient_of = _GradientFunction(model, param_names, loss)
+    check_finite_parameters(model, "gradient samples")
     check_batch(model, inputs, targets, what="gradient samples")
     n = len(inputs)
     full = n // batch_size
