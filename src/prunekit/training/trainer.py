@@ -214,7 +214,7 @@ def fit(
         if validation_loader is not None:
             val = evaluate(model, validation_loader, device)
             record.update({f"val_{k}": v for k, v in val.items()})
-            if best is None or record["val_top1"] > best["val_top1"]:
+            if best is None or record["val_top1"] > best.get("val_top1", -math.inf):
                 best = record
         record["seconds"] = time.perf_counter() - started
         last = record
