@@ -19,3 +19,23 @@ class CheckpointError(PrunekitError):
 
 class ResourceError(PrunekitError, MemoryError):
     """A computation would need more memory than is available."""
+
+
+class DataError(PrunekitError, ValueError):
+    """Data files or tensors are unusable: corrupt, empty, of the wrong shape or range."""
+
+
+class NonFiniteError(PrunekitError, ArithmeticError):
+    """NaN or Inf in weights, losses, metrics or gradients; the message names the stage."""
+
+
+class UnsafeFileError(CheckpointError):
+    """A torch file names Python objects other than tensors and was refused for safety."""
+
+
+class RunFolderError(PrunekitError, OSError):
+    """A run folder cannot be written (read-only, not a folder, no permission, disk full)."""
+
+
+class RunFolderBusyError(RunFolderError):
+    """Another process holds the run folder's lock."""

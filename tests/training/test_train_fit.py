@@ -31,8 +31,22 @@ def test_log_and_final_files(tmp_path):
     assert [r["lr"] for r in log] == pytest.approx([0.05, 0.05, 0.005, 0.0005])  # lr/10 at 50%, 75%
     assert json.loads((tmp_path / "final.json").read_text()) == final
     assert final["epoch"] == 4 and final["test_top1"] == log[-1]["test_top1"]
-    assert final["best_test_top1"] == max(r["test_top1"] for r in log)
+    assert not {"best_epoch", "best_test_top1", "best_val_top1"} & set(final)  # no test pick
     assert final["sparsity"] == pytest.approx(0.9, abs=0.01)
+
+
+def test_best_epoch_is_chosen_on_the_validation_loader_only(tmp_path):
+    from _train_helpers import make_dataset
+    from torch.utils.data import DataLoader
+
+    model = make_mlp()
+    train, test = make_loaders(n_train=64)
+    validation = DataLoader(make_dataset(64, seed=7), batch_size=64)
+    final = fit(model, train, test, _config(), tmp_path, validation_loader=validation)
+    log = _log(tmp_path)
+    best = max(log, key=lambda r: (r["val_top1"], -r["epoch"]))
+    assert final["best_epoch"] == best["epoch"] and final["best_val_top1"] == best["val_top1"]
+    assert "best_test_top1" not in final and "val_top1" in log[0]
 
 
 def test_top5_logged_with_more_than_ten_classes(tmp_path):

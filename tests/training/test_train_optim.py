@@ -58,4 +58,8 @@ def test_bad_scheduler_settings():
     with pytest.raises(ConfigError, match="step, cosine, multistep, constant"):
         build_scheduler(opt, "linear", epochs=3)
     with pytest.raises(ConfigError, match="step_size"):
-        build_scheduler(opt, "step", epochs=3)
+        build_scheduler(opt, "step", epochs=3, step_size=0)
+
+
+def test_step_without_step_size_decays_every_third_of_training():
+    assert _lrs("step", 6, gamma=0.5) == pytest.approx([1, 1, 0.5, 0.5, 0.25, 0.25])

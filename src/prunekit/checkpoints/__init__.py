@@ -11,6 +11,7 @@ from the file runs.
 
 from prunekit.checkpoints.foreign import (
     ForeignCheckpoint,
+    check_state_fits,
     load_foreign_checkpoint,
     load_pretrained,
     read_foreign_checkpoint,
@@ -21,6 +22,7 @@ from prunekit.checkpoints.unpickler import ForeignObject, RestrictedUnpickler
 __all__ = [
     "ForeignCheckpoint",
     "ForeignObject",
+    "check_state_fits",
     "RestrictedUnpickler",
     "load_foreign_checkpoint",
     "load_pretrained",

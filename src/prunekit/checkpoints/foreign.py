@@ -17,6 +17,7 @@ In all of them a ``module.`` prefix (``nn.DataParallel``) is stripped, and
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 import zipfile
@@ -34,11 +35,17 @@ from prunekit.models import create_model
 
 __all__ = [
     "ForeignCheckpoint",
+    "check_state_fits",
     "load_foreign_checkpoint",
     "load_pretrained",
     "read_foreign_checkpoint",
     "restricted_torch_load",
 ]
+
+logger = logging.getLogger(__name__)
+
+# what training code bases pickle beside the weights: skipped without alarm
+_BENIGN_PREFIXES = ("torch.", "collections.", "numpy.")
 
 _EXPECTED = (
     "expected a torch checkpoint holding a state dict (a WoodFisher/CBS "
@@ -261,7 +268,25 @@ def read_foreign_checkpoint(path: str | os.PathLike[str]) -> ForeignCheckpoint:
         fmt = "checkpoint"
     else:
         fmt = "state-dict"
+    _report_skipped(path, foreign)
     return ForeignCheckpoint(path, fmt, state, mask, metadata, foreign)
+
+
+def _report_skipped(path: Path, foreign: list[str]) -> None:
+    """Say which pickled objects were skipped (never imported or run): a warning when
+    any is not a torch/numpy training object (``os.system``, ``builtins.eval``...)."""
+    if not foreign:
+        return
+    unusual = [name for name in foreign if not name.startswith(_BENIGN_PREFIXES)]
+    if unusual:
+        logger.warning(
+            "WARNING: checkpoint %s references %s outside the weights; skipped, nothing "
+            "was run (only the tensors were loaded)",
+            path,
+            _few(unusual),
+        )
+    else:
+        logger.info("checkpoint %s: skipped pickled %s (not weights)", path, _few(foreign))
 
 
 def load_foreign_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
@@ -285,8 +310,11 @@ def _few(keys: list[str], limit: int = 6) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def _check_fits(model: nn.Module, state: Mapping[str, Tensor], path: Path, name: str) -> None:
-    """:class:`CheckpointError` listing missing/unexpected keys and shape mismatches."""
+def check_state_fits(
+    model: nn.Module, state: Mapping[str, Tensor], path: str | os.PathLike[str], name: str
+) -> None:
+    """:class:`CheckpointError` listing missing/unexpected keys, shape mismatches and
+    integer or bool tensors where the model has floating-point ones."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -295,6 +323,11 @@ def _check_fits(model: nn.Module, state: Mapping[str, Tensor], path: Path, name:
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     ]
+    wrong_dtype = [
+        f"{k} ({state[k].dtype})"
+        for k, v in expected.items()
+        if k in state and v.is_floating_point() and not state[k].is_floating_point()
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys: {_few(missing)}")
@@ -302,6 +335,8 @@ def _check_fits(model: nn.Module, state: Mapping[str, Tensor], path: Path, name:
         problems.append(f"unexpected keys: {_few(unexpected)}")
     if mismatched:
         problems.append(f"shape mismatches (file vs model): {_few(mismatched)}")
+    if wrong_dtype:
+        problems.append(f"not floating-point: {_few(wrong_dtype)}")
     if problems:
         raise CheckpointError(
             f"checkpoint {path} does not fit model {name!r}: " + "; ".join(problems)
@@ -321,6 +356,6 @@ def load_pretrained(
     """
     model = create_model(model_name, **model_kwargs)
     checkpoint = read_foreign_checkpoint(path)
-    _check_fits(model, checkpoint.state_dict, checkpoint.path, model_name)
+    check_state_fits(model, checkpoint.state_dict, checkpoint.path, model_name)
     model.load_state_dict(checkpoint.state_dict, strict=True)
     return model

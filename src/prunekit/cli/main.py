@@ -18,6 +18,7 @@ from prunekit import __version__
 from prunekit.cli.config import read_yaml, resolve_config
 from prunekit.cli.options import add_config_options
 from prunekit.errors import PrunekitError
+from prunekit.utils.lock import release_run_folders
 
 
 @dataclass
@@ -134,11 +135,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(result, indent=2, default=str))
         return 0
     except PrunekitError as exc:
-        print(f"prunekit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"prunekit {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # reading or writing files outside prunekit's own checks
+        where = f" {exc.filename}" if exc.filename else ""
+        reason = exc.strerror or _one_line(exc)
+        print(f"prunekit {args.command}: error: cannot access{where}: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"prunekit {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        release_run_folders()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":

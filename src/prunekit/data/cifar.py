@@ -20,7 +20,7 @@ import torch
 
 from prunekit.data.base import InMemoryDataset
 from prunekit.data.paths import find_folder_with, missing_files_error, resolve_data_root
-from prunekit.errors import PrunekitError
+from prunekit.errors import DataError
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -93,9 +93,9 @@ def safe_load_pickle(path: str | os.PathLike[str]) -> Any:
         data = path.read_bytes()
         return SafeUnpickler(io.BytesIO(data), encoding="latin1").load()
     except OSError as exc:
-        raise PrunekitError(f"cannot read {path}: {exc}") from exc
+        raise DataError(f"cannot read {path}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - unpickling fails in many ways
-        raise PrunekitError(f"cannot load pickle {path}: {exc}") from exc
+        raise DataError(f"cannot load pickle {path}: {exc}") from exc
 
 
 def _get(batch: dict, key: str, path: Path) -> Any:
@@ -104,26 +104,26 @@ def _get(batch: dict, key: str, path: Path) -> Any:
         if candidate in batch:
             return batch[candidate]
     keys = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in batch)
-    raise PrunekitError(f"{path} has no '{key}' entry (keys: {', '.join(keys)})")
+    raise DataError(f"{path} has no '{key}' entry (keys: {', '.join(keys)})")
 
 
 def read_cifar_batch(path: Path, label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images ``(N, 3, 32, 32)`` and long labels from one pickled batch."""
     batch = safe_load_pickle(path)
     if not isinstance(batch, dict):
-        raise PrunekitError(f"{path} does not hold a CIFAR batch (a dict), got {type(batch)}")
+        raise DataError(f"{path} does not hold a CIFAR batch (a dict), got {type(batch)}")
     data = _get(batch, "data", path)
     labels = _get(batch, label_key, path)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
-        raise PrunekitError(f"{path}: 'data' must be a uint8 array (N, 3072)")
+        raise DataError(f"{path}: 'data' must be a uint8 array (N, 3072)")
     if data.shape[1] != 3 * 32 * 32:
-        raise PrunekitError(f"{path}: 'data' rows have {data.shape[1]} values, expected 3072")
+        raise DataError(f"{path}: 'data' rows have {data.shape[1]} values, expected 3072")
     try:
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     except (TypeError, ValueError) as exc:
-        raise PrunekitError(f"{path}: '{label_key}' is not a list of integers") from exc
+        raise DataError(f"{path}: '{label_key}' is not a list of integers") from exc
     if labels.shape[0] != data.shape[0]:
-        raise PrunekitError(
+        raise DataError(
             f"count mismatch in {path}: {data.shape[0]} images but {labels.shape[0]} labels"
         )
     images = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32).copy())
@@ -167,9 +167,7 @@ class _CIFAR(InMemoryDataset):
         images = torch.cat([p[0] for p in parts])
         labels = torch.cat([p[1] for p in parts])
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.classes_count):
-            raise PrunekitError(
-                f"{folder}: labels outside 0..{self.classes_count - 1} for {self.name}"
-            )
+            raise DataError(f"{folder}: labels outside 0..{self.classes_count - 1} for {self.name}")
         classes = _read_label_names(folder / self.meta_file, self.meta_key, self.classes_count)
         mean, std = self.stats
         super().__init__(

@@ -7,6 +7,7 @@ dimensions, one big-endian int32 per dimension, then the values in row-major ord
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -17,7 +18,7 @@ import torch
 
 from prunekit.data.base import InMemoryDataset
 from prunekit.data.paths import find_file, find_folder_with, missing_files_error, resolve_data_root
-from prunekit.errors import PrunekitError
+from prunekit.errors import DataError
 
 # pixels / 255, then the MNIST mean and std (the CBS / WoodFisher MLPNet preprocessing).
 MNIST_MEAN = (0.1307,)
@@ -45,37 +46,37 @@ def _read_bytes(path: Path) -> bytes:
                 return handle.read()
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
-        raise PrunekitError(f"cannot read IDX file {path}: {exc} (corrupt or truncated?)") from exc
+        raise DataError(f"cannot read IDX file {path}: {exc} (corrupt or truncated?)") from exc
 
 
 def read_idx(path: str | os.PathLike[str], expected_ndim: int | None = None) -> np.ndarray:
     """The array stored in IDX file ``path`` (``.gz`` is decompressed).
 
-    Raises :class:`PrunekitError` naming the file when the magic number, the number
+    Raises :class:`DataError` naming the file when the magic number, the number
     of dimensions or the payload length is wrong.
     """
     path = Path(path)
     raw = _read_bytes(path)
     if len(raw) < 4:
-        raise PrunekitError(f"IDX file {path} is truncated: {len(raw)} bytes, no header")
+        raise DataError(f"IDX file {path} is truncated: {len(raw)} bytes, no header")
     zero, type_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or type_code not in _IDX_TYPES:
-        raise PrunekitError(
+        raise DataError(
             f"{path} is not an IDX file: bad magic number 0x{raw[:4].hex()} "
             "(expected 0x0000 then a type code and a dimension count)"
         )
     if expected_ndim is not None and ndim != expected_ndim:
-        raise PrunekitError(f"IDX file {path} has {ndim} dimensions, expected {expected_ndim}")
+        raise DataError(f"IDX file {path} has {ndim} dimensions, expected {expected_ndim}")
     header_len = 4 + 4 * ndim
     if len(raw) < header_len:
-        raise PrunekitError(f"IDX file {path} is truncated inside its header")
+        raise DataError(f"IDX file {path} is truncated inside its header")
     dims = struct.unpack(f">{ndim}I", raw[4:header_len])
     dtype = _IDX_TYPES[type_code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: a huge header cannot overflow
     payload = len(raw) - header_len
     if payload != expected:
         problem = "truncated" if payload < expected else "longer than its header says"
-        raise PrunekitError(
+        raise DataError(
             f"IDX file {path} is {problem}: header gives shape {dims} "
             f"({expected} bytes of data), file has {payload}"
         )
@@ -88,9 +89,14 @@ def read_idx_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, t
     images = read_idx(images_path, expected_ndim=3)
     labels = read_idx(labels_path, expected_ndim=1)
     if images.dtype != np.uint8 or labels.dtype != np.uint8:
-        raise PrunekitError(f"{images_path} / {labels_path}: expected unsigned-byte IDX files")
+        raise DataError(f"{images_path} / {labels_path}: expected unsigned-byte IDX files")
+    if images.shape[1:] != (28, 28):
+        raise DataError(
+            f"{images_path} holds {images.shape[1]}×{images.shape[2]} images; MNIST images "
+            "are 28×28 (is this another data set?)"
+        )
     if images.shape[0] != labels.shape[0]:
-        raise PrunekitError(
+        raise DataError(
             f"count mismatch: {images_path} holds {images.shape[0]} images but "
             f"{labels_path} holds {labels.shape[0]} labels"
         )
@@ -129,6 +135,6 @@ class MNIST(InMemoryDataset):
         images, labels = read_idx_pair(images_path, labels_path)
         super().__init__(images, labels, MNIST_MEAN, MNIST_STD, classes=[str(d) for d in range(10)])
         if len(labels) and int(labels.max()) >= 10:
-            raise PrunekitError(f"{labels_path} holds label {int(labels.max())}; MNIST has 0-9")
+            raise DataError(f"{labels_path} holds label {int(labels.max())}; MNIST has 0-9")
         self.train = train
         self.files = (images_path, labels_path)

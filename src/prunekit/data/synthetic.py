@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from prunekit.data.base import InMemoryDataset
+from prunekit.errors import DataError
 
 
 class Synthetic(InMemoryDataset):
@@ -27,7 +28,13 @@ class Synthetic(InMemoryDataset):
         seed: int = 0,
         noise: float = 1.0,
     ) -> None:
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise DataError(f"synthetic data needs num_samples >= 1, got {num_samples!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise DataError(f"synthetic data needs num_classes >= 1, got {num_classes!r}")
         shape = tuple(int(d) for d in input_shape)
+        if not shape or min(shape) < 1:
+            raise DataError(f"synthetic input_shape must be positive sizes, got {input_shape!r}")
         centres = torch.randn((num_classes, *shape), generator=torch.Generator().manual_seed(seed))
         # A stream per split, distinct from the centres' stream.
         generator = torch.Generator().manual_seed(2 * seed + (1 if train else 2) + 1_000_003)

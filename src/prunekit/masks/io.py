@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from prunekit.errors import CheckpointError
+from prunekit.errors import CheckpointError, ConfigError
 from prunekit.masks.mask import Mask
 from prunekit.utils.files import atomic_torch_save
 from prunekit.utils.serialization import safe_torch_load
@@ -28,7 +28,10 @@ def load_mask(path: str | Path) -> Mask:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items()
     ):
         raise CheckpointError(f"mask file {path} is not a dict of parameter name → tensor")
-    return Mask(data)
+    try:
+        return Mask(data)
+    except ConfigError as exc:
+        raise CheckpointError(f"mask file {path}: {exc}") from None
 
 
 def _split(name: str) -> tuple[str, str]:

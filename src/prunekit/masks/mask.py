@@ -14,7 +14,8 @@ class Mask(dict[str, Tensor]):
     """Masks for prunable parameters, keyed by qualified parameter name.
 
     A value is a bool tensor of the parameter's shape: ``True`` keeps a weight,
-    ``False`` removes it. Sparsity is the fraction of the masked (prunable) weights
+    ``False`` removes it. Numeric tensors are accepted only when every value is 0 or 1.
+    Sparsity is the fraction of the masked (prunable) weights
     that are removed, counted over whole tensors.
     """
 
@@ -26,7 +27,14 @@ class Mask(dict[str, Tensor]):
     def __setitem__(self, name: str, value: Tensor) -> None:
         if not isinstance(value, Tensor):
             raise ConfigError(f"mask for {name!r} must be a tensor, got {type(value).__name__}")
-        super().__setitem__(name, value.detach().to(dtype=torch.bool))
+        value = value.detach()
+        if value.dtype != torch.bool and not bool(((value == 0) | (value == 1)).all()):
+            odd = [round(float(v), 4) for v in value[(value != 0) & (value != 1)].flatten()[:3]]
+            raise ConfigError(
+                f"mask for {name!r} holds values other than 0/1 (e.g. {odd}): a mask is "
+                "True/1 for a kept weight and False/0 for a removed one"
+            )
+        super().__setitem__(name, value.to(dtype=torch.bool))
 
     @classmethod
     def dense(cls, parameters: Mapping[str, Tensor]) -> Mask:

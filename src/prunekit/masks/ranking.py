@@ -48,7 +48,10 @@ def _removal_order(values: Tensor, remove: RemoveEnd, frozen: Tensor | None) -> 
     Weights already removed (``frozen`` True) come first, whatever their score.
     """
     if torch.isnan(values).any():
-        raise ConfigError("scores contain NaN: the scoring method diverged on this model/data")
+        raise ConfigError(
+            "scores contain NaN: check that the model's weights and the scoring data are "
+            "finite; with finite inputs, the scoring method diverged on this model"
+        )
     keyed = values.double() if remove == "lowest" else -values.double()
     order = torch.sort(keyed, stable=True).indices
     if frozen is not None and bool(frozen.any()):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prunekit.pipelines.configs import opt
-from prunekit.reports.collect import collect_results, run_reference
+from prunekit.reports.collect import collect_results, numeric_metrics, run_reference
 from prunekit.reports.plots import plot_accuracy_vs_sparsity
 from prunekit.reports.tables import results_table
 from prunekit.utils.files import atomic_write_text
@@ -26,6 +26,12 @@ def run_report(config: ReportConfig) -> dict:
         raise ConfigError("report needs --run-dir PATH")
     root = Path(config.run_dir)
     records = collect_results(root)
+    available = numeric_metrics(records)
+    if config.metric not in available:
+        raise ConfigError(
+            f"no result below {root} has the metric {config.metric!r}; "
+            f"available: {', '.join(available)}"
+        )
     table = results_table(records, metric=config.metric, reference=run_reference(root))
     seeds = sorted({r["seed"] for r in records})
     text = f"{config.metric}, mean ± std over seeds {seeds} ({len(records)} runs).\n\n{table}\n"

@@ -10,10 +10,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from prunekit.data import dataset_info, get_dataset, make_loader
-from prunekit.errors import ConfigError
+from prunekit.errors import ConfigError, DataError
 from prunekit.models import create_model
+from prunekit.models.checks import check_finite_parameters
 from prunekit.models.registry import get_model_factory
+from prunekit.pipelines.checks import check_config
 from prunekit.pipelines.run_folder import prepare_run_folder
+from prunekit.utils.files import remove_stale_temp_files
+from prunekit.utils.lock import lock_run_folder
 
 
 def resolve_device(name: str) -> torch.device:
@@ -74,6 +78,8 @@ def build_data(
     test = get_dataset(
         dataset, root=data_dir, train=False, augment=False, download=download, **options
     )
+    _check_not_empty(dataset, train, "training")
+    _check_not_empty(dataset, test, "test")
     plain = (
         get_dataset(dataset, root=data_dir, train=True, augment=False, download=download, **options)
         if getattr(train, "augment", True)  # read again only when it augments (or may)
@@ -111,6 +117,30 @@ def build_data(
     )
 
 
+def _check_not_empty(name: str, split: Dataset, which: str) -> None:
+    if len(split) == 0:  # type: ignore[arg-type]
+        raise DataError(f"the {which} set of {name!r} holds no samples; check the data files")
+
+
+def build_test_data(
+    dataset: str,
+    data_dir: str | None,
+    test_batch_size: int,
+    seed: int,
+    download: bool = False,
+    dataset_kwargs: dict | None = None,
+) -> tuple[DataLoader, int]:
+    """The test loader and the class count, reading the test split only (for eval)."""
+    options = dict(dataset_kwargs or {})
+    info = dataset_info(dataset, **options)
+    test = get_dataset(
+        dataset, root=data_dir, train=False, augment=False, download=download, **options
+    )
+    _check_not_empty(dataset, test, "test")
+    loader = make_loader(test, batch_size=test_batch_size, shuffle=False, seed=seed)
+    return loader, getattr(test, "num_classes", None) or info.num_classes
+
+
 def validation_metrics(model: nn.Module, data: DataBundle, device, prefix: str = "val_") -> dict:
     """``{"val_top1", "val_loss"}`` on the held-out validation set, or ``{}`` without one."""
     if data.validation_loader is None:
@@ -124,41 +154,51 @@ def validation_metrics(model: nn.Module, data: DataBundle, device, prefix: str =
 def build_model(name: str, num_classes: int, model_kwargs: dict | None, seed: int) -> nn.Module:
     """A freshly initialised model; the seed fixes the initialisation."""
     torch.manual_seed(seed)
-    return create_model(name, num_classes=num_classes, **(model_kwargs or {}))
+    kwargs = dict(model_kwargs or {})
+    if kwargs.pop("num_classes", num_classes) != num_classes:
+        raise ConfigError(
+            f"model_kwargs num_classes does not match the data's {num_classes} classes; "
+            "remove it (it is taken from the data)"
+        )
+    return create_model(name, num_classes=num_classes, **kwargs)
 
 
 def load_weights(model: nn.Module, path: str) -> nn.Module:
     """Load weights from a prunekit training checkpoint, a plain state_dict, a saved
-    ``model.pt`` or a WoodFisher/CBS checkpoint (never executing pickled code)."""
-    from prunekit.checkpoints import load_foreign_checkpoint
+    ``model.pt`` or a WoodFisher/CBS checkpoint (never executing pickled code).
+
+    The file must fit the model (same keys and shapes, floating-point weights) and
+    hold finite values; otherwise :class:`CheckpointError` or ``NonFiniteError``."""
+    from prunekit.checkpoints import check_state_fits, load_foreign_checkpoint
 
     state = load_foreign_checkpoint(path)
-    missing, unexpected = [], []
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        from prunekit.errors import CheckpointError
-
-        raise CheckpointError(
-            f"{path} does not fit model {type(model).__name__}: missing {missing[:4]}, "
-            f"unexpected {unexpected[:4]}; is it for another model?"
-        )
+    check_state_fits(model, state, path, type(model).__name__)
     model.load_state_dict(state)
+    check_finite_parameters(model, f"loading {path}")
     return model
 
 
 def prepare_process(config) -> torch.device:
     """Check names, apply ``config.threads`` and resolve the device, before any reading."""
     check_names(config.model, config.dataset)
+    check_config(config)
     if config.threads:
         torch.set_num_threads(config.threads)
     return resolve_device(config.device)
 
 
 def start_run(config, command: str, default_dir: Path) -> tuple[torch.device, Path]:
-    """:func:`prepare_process`, then write the run's config into its folder."""
+    """:func:`prepare_process`, then lock the run folder and write the run's config."""
     device = prepare_process(config)
     root = Path(config.run_dir) if config.run_dir else default_dir
+    open_run_folder(root)
     prepare_run_folder(root, command, asdict(config), None)
     return device, root
+
+
+def open_run_folder(root: Path) -> Path:
+    """Take the folder's lock (one writer at a time), then remove the temporary files a
+    killed run left there."""
+    lock_run_folder(root)
+    remove_stale_temp_files(root)
+    return root

@@ -7,8 +7,6 @@ import logging
 from dataclasses import asdict, fields
 from pathlib import Path
 
-import torch
-
 from prunekit.errors import ConfigError
 from prunekit.masks import load_mask, sparsity_report
 from prunekit.pipelines.cells import changed_settings, result_settings, settings_hash
@@ -17,11 +15,15 @@ from prunekit.pipelines.run_folder import prepare_run_folder, write_json
 from prunekit.pipelines.setup import (
     build_data,
     build_model,
+    build_test_data,
     load_weights,
+    open_run_folder,
     prepare_process,
     validation_metrics,
 )
 from prunekit.training import TrainConfig, evaluate, fit
+from prunekit.training.trainer import check_resumable
+from prunekit.utils.files import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,9 @@ def run_train(config: TrainCommandConfig) -> dict:
             f"{run_dir} already holds a training run: add --resume to continue it, "
             "or give another --run-dir"
         )
+    open_run_folder(run_dir)
+    if config.resume:  # refuse another model, mask or settings before config.json changes
+        check_resumable(model, run_dir, settings, mask)
     check_resumed_settings(run_dir, config)
     prepare_run_folder(run_dir, "train", asdict(config), config.seed)
     if mask is not None:
@@ -105,8 +110,9 @@ def run_train(config: TrainCommandConfig) -> dict:
         mask=mask,
         resume=config.resume,
         device=device,
+        validation_loader=data.validation_loader,
     )
-    torch.save(model.state_dict(), run_dir / "model.pt")
+    atomic_torch_save(model.state_dict(), run_dir / "model.pt")
     validation = validation_metrics(model, data, device)
     if validation:
         write_json(run_dir / "validation.json", validation)
@@ -118,16 +124,15 @@ def run_eval(config: EvalCommandConfig) -> dict:
     if not config.checkpoint:
         raise ConfigError("eval needs --checkpoint PATH (weights to evaluate)")
     device = prepare_process(config)
-    data = build_data(
+    test_loader, num_classes = build_test_data(
         config.dataset,
         config.data_dir,
-        config.batch_size,
         config.test_batch_size,
         config.seed,
-        augment=False,
         download=config.download,
+        dataset_kwargs=config.dataset_kwargs,
     )
-    model = build_model(config.model, data.num_classes, config.model_kwargs, config.seed)
+    model = build_model(config.model, num_classes, config.model_kwargs, config.seed)
     load_weights(model, config.checkpoint)
     result: dict = {}
     if config.mask:
@@ -135,8 +140,9 @@ def run_eval(config: EvalCommandConfig) -> dict:
         mask.apply(model)
         result["sparsity"] = mask.sparsity
     model.to(device)
-    result.update(evaluate(model, data.test_loader, device, num_classes=data.num_classes))
+    result.update(evaluate(model, test_loader, device, num_classes=num_classes))
     if config.run_dir:
+        open_run_folder(Path(config.run_dir))
         run_dir = prepare_run_folder(config.run_dir, "eval", asdict(config), config.seed)
         write_json(run_dir / "metrics.json", result)
     return result

@@ -3,22 +3,46 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from prunekit.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
+_REQUIRED = ("method", "sparsity", "seed")
+
+
+def _read_record(path: Path) -> dict | None:
+    """The record in ``path``, or None (with a warning naming the file) when unreadable."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        logger.warning("WARNING: skipped %s: not readable JSON (%s)", path, type(exc).__name__)
+        return None
+    if (
+        not isinstance(record, dict)
+        or any(key not in record for key in _REQUIRED)
+        or not all(isinstance(record[k], int | float) for k in ("sparsity", "seed"))
+    ):
+        logger.warning("WARNING: skipped %s: not a result record (needs %s)", path, _REQUIRED)
+        return None
+    return record
+
 
 def collect_results(run_dir: str | Path) -> list[dict]:
-    """Every ``result.json`` below ``run_dir`` (one per method, sparsity and seed), sorted."""
+    """Every ``result.json`` below ``run_dir`` (one per method, sparsity and seed), sorted.
+    Corrupt files are skipped with a warning naming them."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run folder {run_dir} does not exist")
-    records = [json.loads(p.read_text()) for p in sorted(run_dir.rglob("result.json"))]
+    found = (_read_record(p) for p in sorted(run_dir.rglob("result.json")))
+    records = [r for r in found if r is not None]
     if not records:
         raise ConfigError(f"no finished result (result.json) below {run_dir}")
     return sorted(
         label_settings(records),
-        key=lambda r: (r.get("model", ""), r["method"], r["sparsity"], r["seed"]),
+        key=lambda r: (str(r.get("model", "")), str(r["method"]), r["sparsity"], r["seed"]),
     )
 
 
@@ -28,14 +52,25 @@ def label_settings(records: list[dict]) -> list[dict]:
     hash, ``cbs [3fa2c1]``."""
     hashes: dict[str, set] = {}
     for record in records:
-        hashes.setdefault(record["method"], set()).add(record.get("settings_hash"))
+        hashes.setdefault(str(record["method"]), set()).add(record.get("settings_hash"))
     out = []
     for record in records:
-        if len(hashes[record["method"]]) > 1:
+        if len(hashes[str(record["method"])]) > 1:
             tag = (record.get("settings_hash") or "unhashed")[:6]
             record = {**record, "method": f"{record['method']} [{tag}]"}
         out.append(record)
     return out
+
+
+def numeric_metrics(records: list[dict]) -> list[str]:
+    """Names of the numeric fields of the records, the metrics a table can show."""
+    names = {
+        key
+        for record in records
+        for key, value in record.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    return sorted(names - {"sparsity", "seed"})
 
 
 def run_reference(run_dir: str | Path) -> dict:
@@ -43,4 +78,8 @@ def run_reference(run_dir: str | Path) -> dict:
     config = Path(run_dir) / "config.json"
     if not config.exists():
         return {}
-    return json.loads(config.read_text()).get("config", {}).get("reference", {}) or {}
+    try:
+        return json.loads(config.read_text()).get("config", {}).get("reference", {}) or {}
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        logger.warning("WARNING: %s is not readable: published figures left out", config)
+        return {}

@@ -21,6 +21,7 @@ stay positive.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Literal
@@ -28,7 +29,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from prunekit.errors import ConfigError, ResourceError
+from prunekit.errors import ConfigError, NonFiniteError, ResourceError
 
 Block = tuple[int, int]
 Method = Literal["woodbury", "explicit"]
@@ -198,6 +199,13 @@ class EmpiricalFisher:
         m, d = grads.shape
         if m == 0:
             raise ConfigError("need at least one gradient sample")
+        if not math.isfinite(float(damp)):
+            raise ConfigError(f"the dampening must be finite, got {damp}")
+        if grads.is_floating_point() and not bool(torch.isfinite(grads).all()):
+            raise NonFiniteError(
+                f"Fisher: {int((~torch.isfinite(grads)).sum())} gradient entries are NaN/Inf; "
+                "the model's weights or the samples are not finite (check them first)"
+            )
         self.blocks = check_blocks(blocks if blocks is not None else one_block(d), d)
         self.memory_limit = memory_limit
         self.damp = float(damp)

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from prunekit.errors import ConfigError
+from prunekit.models.checks import check_batch, check_finite_parameters
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -56,9 +57,9 @@ def minibatch_gradients(
     ``chunk_size`` samples go through one vectorised call, which bounds memory."""
     if batch_size < 1 or chunk_size < 1:
         raise ConfigError(f"batch_size and chunk_size must be ≥ 1, got {batch_size}, {chunk_size}")
-    if len(inputs) != len(targets):
-        raise ConfigError(f"{len(inputs)} inputs but {len(targets)} targets")
     gradient_of = _GradientFunction(model, param_names, loss)
+    check_finite_parameters(model, "gradient samples")
+    check_batch(model, inputs, targets, what="gradient samples")
     n = len(inputs)
     full = n // batch_size
     rows = full + (1 if n % batch_size else 0)

@@ -39,7 +39,10 @@ def lowest_k_mask(scores: Tensor, k: int) -> Tensor:
     if not 0 <= k <= scores.numel():
         raise ConfigError(f"cannot remove {k} of {scores.numel()} weights")
     if torch.isnan(scores).any():
-        raise ConfigError("scores contain NaN")
+        raise ConfigError(
+            "scores contain NaN: check that the model's weights and the Fisher's gradients "
+            "are finite (NaN weights give NaN scores)"
+        )
     order = torch.sort(scores, stable=True).indices
     removed = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
     removed[order[:k]] = True

@@ -8,6 +8,7 @@ sees its own share of the data).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import torch
@@ -16,6 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
+
+from prunekit.errors import DataError, NonFiniteError
+from prunekit.models.checks import check_finite, check_finite_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +68,13 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         logits = model(inputs)
         loss = loss_fn(logits, targets)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            _explain_nonfinite_loss(model, inputs, f"{desc or 'training'}, step {step}", value)
         loss.backward()
         optimizer.step()
         n = targets.shape[0]
-        loss_sum += float(loss.detach()) * n
+        loss_sum += value * n
         correct += float((logits.detach().argmax(dim=1) == targets).sum())
         seen += n
         if log_every and step % log_every == 0:
@@ -79,8 +86,24 @@ def train_one_epoch(
     bar.close()
     loss_sum, correct, seen = _sum_over_processes([loss_sum, correct, float(seen)], loader)
     if seen == 0:
-        return {"loss": float("nan"), "top1": float("nan")}
+        raise DataError("the training set is empty: there is nothing to train on")
     return {"loss": loss_sum / seen, "top1": 100.0 * correct / seen}
+
+
+def _explain_nonfinite_loss(model: nn.Module, inputs: Tensor, where: str, value: float) -> None:
+    """Name the cause of a NaN/Inf loss: the inputs, the weights, or divergence."""
+    check_finite(inputs, "the input batch", where)
+    try:
+        check_finite_parameters(model, where)
+    except NonFiniteError:  # finite before training (fit checks): a step made them so
+        raise NonFiniteError(
+            f"{where}: the weights became NaN/Inf in the previous step: training diverged; "
+            "lower the learning rate"
+        ) from None
+    raise NonFiniteError(
+        f"{where}: the loss is {value} with finite weights and inputs: training diverged; "
+        "lower the learning rate"
+    )
 
 
 @torch.no_grad()
@@ -94,8 +117,10 @@ def evaluate(
 ) -> dict[str, float]:
     """``{"loss", "top1"}`` (and ``"top5"`` when there are more than 10 classes) over ``loader``.
 
-    ``num_classes`` defaults to the width of the model's output.
+    ``num_classes`` defaults to the width of the model's output. Non-finite weights, an
+    empty loader and a non-finite loss raise errors instead of a NaN result.
     """
+    check_finite_parameters(model, "evaluation")
     model.eval()
     loss_sum, correct1, correct5, seen = 0.0, 0.0, 0.0, 0
     width = num_classes
@@ -115,7 +140,12 @@ def evaluate(
         [loss_sum, correct1, correct5, float(seen)], loader
     )
     if seen == 0:
-        return {"loss": float("nan"), "top1": float("nan")}
+        raise DataError("evaluation: the data set is empty (no samples to evaluate on)")
+    if not math.isfinite(loss_sum):
+        raise NonFiniteError(
+            f"evaluation: the loss is {loss_sum / seen} with finite weights; check the inputs "
+            "for NaN/Inf"
+        )
     out = {"loss": loss_sum / seen, "top1": 100.0 * correct1 / seen}
     if width is not None and width > 10:
         out["top5"] = 100.0 * correct5 / seen

@@ -2,10 +2,13 @@
 
 Schedules are stepped once per epoch. ``multistep`` milestones are fractions of the
 training (the GraSP setting ``(0.5, 0.75)`` divides the rate by 10 at 50% and 75%).
+``step`` multiplies the rate by ``gamma`` every ``step_size`` epochs; without a
+``step_size`` it steps every third of the training (``default_step_size``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -37,10 +40,10 @@ def build_optimizer(
     ``momentum`` and ``nesterov`` apply to sgd only.
     """
     check_choice(name, OPTIMIZERS, "optimizer")
-    if not lr > 0:
-        raise ConfigError(f"learning rate must be > 0, got {lr}")
-    if weight_decay < 0:
-        raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"learning rate must be a finite number > 0, got {lr}")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ConfigError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
     if name == "sgd":
         if not 0 <= momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
@@ -66,6 +69,12 @@ def milestone_epochs(milestones: Sequence[float], epochs: int) -> list[int]:
     return sorted(out)
 
 
+def default_step_size(epochs: int) -> int:
+    """Epochs between two decays of ``step`` when none is given: a third of the
+    training, at least 1 (so 30 epochs decay after epochs 10 and 20)."""
+    return max(1, round(int(epochs) / 3))
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     name: str,
@@ -74,16 +83,19 @@ def build_scheduler(
     step_size: int | None = None,
     gamma: float = 0.1,
 ) -> lr_scheduler.LRScheduler:
-    """An epoch-wise schedule: ``step`` (×gamma every ``step_size`` epochs), ``cosine``
+    """An epoch-wise schedule: ``step`` (×gamma every ``step_size`` epochs, by default
+    :func:`default_step_size`), ``cosine``
     (to 0 over ``epochs``), ``multistep`` (×gamma at each fraction of ``epochs`` in
     ``milestones``) or ``constant``."""
     check_choice(name, SCHEDULERS, "scheduler")
     if int(epochs) < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
-    if not gamma > 0:
-        raise ConfigError(f"gamma must be > 0, got {gamma}")
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise ConfigError(f"gamma must be a finite number > 0, got {gamma}")
     if name == "step":
-        if step_size is None or int(step_size) < 1:
+        if step_size is None:
+            step_size = default_step_size(epochs)
+        if int(step_size) < 1:
             raise ConfigError(f"scheduler 'step' needs step_size >= 1, got {step_size}")
         return lr_scheduler.StepLR(optimizer, step_size=int(step_size), gamma=gamma)
     if name == "cosine":

@@ -27,8 +27,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from prunekit.errors import CheckpointError, ConfigError, PrunekitError
+from prunekit.errors import CheckpointError, ConfigError
 from prunekit.masks import Mask, MaskEnforcer
+from prunekit.models.checks import check_finite_parameters
 from prunekit.training.checkpoint import load_checkpoint, save_checkpoint
 from prunekit.training.distributed import is_distributed, is_main_process
 from prunekit.training.loop import evaluate, train_one_epoch
@@ -79,6 +80,9 @@ class TrainConfig:
             raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs!r}")
         if self.log_every < 0:
             raise ConfigError(f"log_every must be >= 0, got {self.log_every}")
+        for name in ("lr", "momentum", "weight_decay", "gamma"):
+            if not math.isfinite(float(getattr(self, name))):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
         self.milestones = tuple(float(f) for f in self.milestones)
         if self.scheduler == "multistep":
             milestone_epochs(self.milestones, self.epochs)
@@ -106,6 +110,7 @@ def fit(
     mask: Mask | None = None,
     resume: bool = False,
     device: torch.device | str = "cpu",
+    validation_loader: DataLoader | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` for ``config.epochs`` epochs, keeping ``mask``'s removed weights at zero.
 
@@ -122,7 +127,13 @@ def fit(
 
     Returns the final metrics: the last epoch's record (``epoch``, ``train_loss``,
     ``train_top1``, ``test_loss``, ``test_top1``, ``test_top5`` with more than 10
-    classes), ``best_epoch``, ``best_test_top1`` and the mask's ``sparsity``.
+    classes, ``val_loss``, ``val_top1`` with a ``validation_loader``) and the mask's
+    ``sparsity``. With a ``validation_loader`` the best epoch is chosen on it
+    (``best_epoch``, ``best_val_top1``); without one no best epoch is reported, since a
+    number chosen on the test set would not be a test result.
+
+    Non-finite weights (before training or from a step), inputs or losses stop the
+    run with :class:`~prunekit.errors.NonFiniteError` naming the epoch and step.
     """
     device = torch.device(device)
     mask = mask if mask else None
@@ -136,6 +147,7 @@ def fit(
     model.to(device)
     enforcer = MaskEnforcer(model, mask) if mask is not None else None
     if state is not None:
+        _check_same_model(model, state["model"], run_dir / CHECKPOINT_NAME)
         model.load_state_dict(state["model"])
         if state["epoch"] >= config.epochs:
             return _already_finished(state, run_dir, mask, main)
@@ -157,6 +169,7 @@ def fit(
     scheduler = _build_scheduler(optimizer, config)
     generators = _data_generators(train_loader)
 
+    check_finite_parameters(model, "before training")
     if state is None:
         start_epoch, last, best = 0, None, None
         seed_everything(config.seed)
@@ -164,7 +177,7 @@ def fit(
             atomic_write_text(run_dir / LOG_NAME, "")
     else:
         start_epoch = state["epoch"]
-        last, best = state["metrics"]["last"], state["metrics"]["best"]
+        last, best = state["metrics"]["last"], state["metrics"].get("best")
         optimizer.load_state_dict(state["optimizer"])
         scheduler = _restore_scheduler(scheduler, optimizer, state, config)
         set_rng_state(state["rng"], generators)
@@ -187,11 +200,7 @@ def fit(
             desc=f"epoch {epoch + 1}/{config.epochs}",
             log_every=config.log_every,
         )
-        if not math.isfinite(train["loss"]):
-            raise PrunekitError(
-                f"training diverged at epoch {epoch + 1} (loss {train['loss']}); "
-                "lower the learning rate"
-            )
+        check_finite_parameters(train_model, f"after epoch {epoch + 1}")
         scheduler.step()
         record: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -202,10 +211,13 @@ def fit(
         if test_loader is not None:
             test = evaluate(model, test_loader, device)
             record.update({f"test_{k}": v for k, v in test.items()})
+        if validation_loader is not None:
+            val = evaluate(model, validation_loader, device)
+            record.update({f"val_{k}": v for k, v in val.items()})
+            if best is None or record["val_top1"] > best.get("val_top1", -math.inf):
+                best = record
         record["seconds"] = time.perf_counter() - started
         last = record
-        if best is None or _score(record) > _score(best):
-            best = record
         logger.info("%s", _describe(record))
         if main and run_dir is not None:
             with open(run_dir / LOG_NAME, "a", encoding="utf-8") as handle:
@@ -228,6 +240,17 @@ def fit(
     if main and run_dir is not None:
         atomic_write_text(run_dir / FINAL_NAME, json.dumps(final, indent=2))
     return final
+
+
+def check_resumable(
+    model: nn.Module, run_dir: str | Path, config: TrainConfig, mask: Mask | None = None
+) -> None:
+    """Raise the error ``fit(..., resume=True)`` would raise for this folder (another
+    mask, other settings, another model), before anything is written to it."""
+    path = Path(run_dir)
+    state = _preflight(path, True, mask if mask else None, config)
+    if state is not None:
+        _check_same_model(model, state["model"], path / CHECKPOINT_NAME)
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -351,20 +374,31 @@ def _trim_log(path: Path, epochs_done: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
-def _score(record: dict) -> float:
-    return record.get("test_top1", record["train_top1"])
+def _check_same_model(model: nn.Module, saved: dict, path: Path) -> None:
+    own = model.state_dict()
+    differ = [k for k in own if k not in saved or saved[k].shape != own[k].shape]
+    differ += [k for k in saved if k not in own]
+    if differ:
+        raise CheckpointError(
+            f"cannot resume {path}: it holds weights of another model ({', '.join(differ[:3])} "
+            f"differ from {type(model).__name__}); resume with the same --model or use "
+            "another run folder"
+        )
 
 
 def _describe(record: dict) -> str:
     parts = [f"epoch {record['epoch']}", f"lr {record['lr']:.4g}"]
-    parts += [f"{k} {v:.4f}" for k, v in record.items() if k.startswith(("train_", "test_"))]
+    parts += [
+        f"{k} {v:.4f}" for k, v in record.items() if k.startswith(("train_", "test_", "val_"))
+    ]
     return ", ".join(parts) + f" ({record['seconds']:.1f}s)"
 
 
-def _final_metrics(last: dict, best: dict, mask: Mask | None) -> dict[str, Any]:
+def _final_metrics(last: dict, best: dict | None, mask: Mask | None) -> dict[str, Any]:
     final = {k: v for k, v in last.items() if k not in ("lr", "seconds")}
-    final["best_epoch"] = best["epoch"]
-    final["best_test_top1"] = best.get("test_top1")
+    if best is not None and "val_top1" in best:  # chosen on validation data only
+        final["best_epoch"] = best["epoch"]
+        final["best_val_top1"] = best["val_top1"]
     final["sparsity"] = mask.sparsity if mask is not None else 0.0
     return final
 
@@ -379,7 +413,7 @@ def _already_finished(state: dict, run_dir: Path, mask: Mask | None, main: bool)
     metrics = state["metrics"]
     if not metrics.get("last"):
         raise CheckpointError(f"{run_dir / CHECKPOINT_NAME} is finished but holds no metrics")
-    final = _final_metrics(metrics["last"], metrics["best"], mask)
+    final = _final_metrics(metrics["last"], metrics.get("best"), mask)
     if main:
         atomic_write_text(final_path, json.dumps(final, indent=2))
     return final

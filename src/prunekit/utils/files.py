@@ -1,4 +1,7 @@
-"""Atomic file writes: write to a temporary file in the same folder, then rename."""
+"""Atomic file writes: write to a uniquely named temporary file in the same folder, then
+rename. Failures to write (read-only file system, no permission, disk full, a path
+under a file) become one-line :class:`~prunekit.errors.RunFolderError`; the file that
+was there before is left as it was."""
 
 from __future__ import annotations
 
@@ -7,24 +10,85 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from prunekit.errors import RunFolderError
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+
+
+def cannot_write(path: str | Path, exc: BaseException) -> RunFolderError:
+    """The one-line error for a failed write of ``path``."""
+    return RunFolderError(
+        f"cannot write {path}: {_reason(exc)}; check that the folder is writable, is not "
+        "under a file and that the disk has space, or give another --run-dir"
+    )
+
+
+def ensure_folder(path: str | Path) -> Path:
+    """Create folder ``path`` (and its parents) or raise :class:`RunFolderError`."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunFolderError(f"{path} is a file, not a folder; give another --run-dir") from None
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RunFolderError(f"cannot write in {path}: permission denied; give another --run-dir")
+    return path
+
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(temp_path)`` then rename the temporary file onto ``path``.
 
-    A crash leaves either the old file or the new one, never a truncated file.
+    A crash leaves either the old file or the new one, never a truncated file; a kill
+    may leave a ``.NAME.*.tmp`` file, which :func:`remove_stale_temp_files` removes.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    ensure_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
     try:
         write(tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
+        _unlink_quietly(tmp)
+        raise cannot_write(path, exc) from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _unlink_quietly(tmp)
         raise
     return path
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that killed writers left below ``folder``.
+
+    Call it only while holding the folder's lock (no other writer is active)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for tmp in folder.rglob(f".*{TEMP_SUFFIX}"):
+        if tmp.is_file():
+            _unlink_quietly(str(tmp))
+            removed.append(tmp)
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 
 import torch
 
-from prunekit.errors import CheckpointError
+from prunekit.errors import CheckpointError, UnsafeFileError
 
 
 def safe_torch_load(path: str | Path, what: str = "checkpoint") -> object:
@@ -22,22 +21,34 @@ def safe_torch_load(path: str | Path, what: str = "checkpoint") -> object:
         raise CheckpointError(f"{what} {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        detail = str(exc)
-        if "Unsupported global" in detail:
-            global_name = detail.split("Unsupported global:")[-1].strip().split()[:3]
-            raise CheckpointError(
-                f"{what} {path} holds pickled objects other than tensors "
-                f"({' '.join(global_name)[:120]}) and is refused for safety; if it is a "
-                "WoodFisher/CBS checkpoint, import it with "
-                "prunekit.checkpoints.load_foreign_checkpoint"
+    except pickle.UnpicklingError:
+        # weights_only refuses both unsafe and garbled pickles with this type: look at what
+        # the file names, through the restricted unpickler that runs nothing
+        names = _pickled_globals(path)
+        if names:
+            raise UnsafeFileError(
+                f"{what} {path} was refused for safety: it names Python objects other than "
+                f"tensors ({', '.join(names[:3])[:120]}); if it is a WoodFisher/CBS "
+                "checkpoint, import it with prunekit.checkpoints.load_foreign_checkpoint"
             ) from None
         raise CheckpointError(
-            f"{what} {path} is corrupt or not a torch file (unreadable pickle data)"
+            f"{what} {path} is corrupt or not a torch file (unreadable pickle data); "
+            "delete it or point to another file"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{what} {path} is corrupt or truncated ({first[:160]}); "
             "delete it or point to another file"
         ) from None
+
+
+def _pickled_globals(path: Path) -> list[str]:
+    """Names of the non-tensor globals in a torch file (empty when it cannot be read)."""
+    from prunekit.checkpoints.foreign import restricted_torch_load
+    from prunekit.checkpoints.unpickler import foreign_names
+
+    try:
+        return foreign_names(restricted_torch_load(path))
+    except CheckpointError:
+        return []

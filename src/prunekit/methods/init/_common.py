@@ -10,8 +10,9 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from prunekit.errors import ConfigError
+from prunekit.errors import ConfigError, NonFiniteError
 from prunekit.masks import prunable_parameters
+from prunekit.models.checks import check_batch
 
 Batch = tuple[Tensor, Tensor]
 BatchesLike = Iterable[Batch] | Batch
@@ -28,6 +29,19 @@ def resolve_params(
     ``params`` may be names or a ``{name: parameter}`` dict (as returned by
     ``prunekit.masks.prunable_parameters``); ``None`` means that function's default.
     """
+    chosen = _named_params(model, params)
+    for name, param in chosen.items():
+        if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+            raise NonFiniteError(
+                f"scoring: weight {name} holds NaN/Inf values, so its scores would too; "
+                "check the weights (initialisation or checkpoint) before pruning"
+            )
+    return chosen
+
+
+def _named_params(
+    model: nn.Module, params: Iterable[str] | Mapping[str, Tensor] | None
+) -> dict[str, nn.Parameter]:
     if params is None:
         return prunable_parameters(model)
     wanted = set(params)
@@ -85,8 +99,17 @@ def as_batches(data: BatchesLike, chunk_size: int | None = None) -> list[Batch]:
     if not batches:
         raise ConfigError("no data: the batches iterable is empty")
     for batch in batches:
-        if not (isinstance(batch, tuple | list) and len(batch) == 2):
+        if not (
+            isinstance(batch, tuple | list)
+            and len(batch) == 2
+            and all(isinstance(t, Tensor) for t in batch)
+        ):
             raise ConfigError("each batch must be an (inputs, targets) pair of tensors")
+        if len(batch[0]) != len(batch[1]) or len(batch[0]) == 0:
+            raise ConfigError(
+                f"a batch holds {len(batch[0])} inputs and {len(batch[1])} targets; scoring "
+                "needs at least one sample and as many targets as inputs"
+            )
     if chunk_size is None:
         return [(x, y) for x, y in batches]
     if chunk_size < 1:
@@ -95,6 +118,12 @@ def as_batches(data: BatchesLike, chunk_size: int | None = None) -> list[Batch]:
     for x, y in batches:
         chunks.extend(_class_spread_chunks(x, y, math.ceil(len(x) / chunk_size)))
     return chunks
+
+
+def check_batches(model: nn.Module, batches: list[Batch]) -> None:
+    """Every batch fits ``model``: input shape, finite inputs, labels within its outputs."""
+    for i, (inputs, targets) in enumerate(batches):
+        check_batch(model, inputs, targets, what=f"scoring batch {i}")
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from prunekit.methods.init._common import (
     BatchesLike,
     Loss,
     as_batches,
+    check_batches,
     leaf_copies,
     model_device,
     resolve_params,
@@ -98,6 +99,7 @@ def grasp_scores(
                 leaves[name] = weight
             overrides[name] = weight
     chunks = as_batches(batches, chunk_size)
+    check_batches(model, chunks)
     tensors = list(leaves.values())
 
     def chunk_loss(inputs: Tensor, targets: Tensor) -> Tensor:

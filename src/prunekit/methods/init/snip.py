@@ -12,6 +12,7 @@ from prunekit.methods.init._common import (
     BatchesLike,
     Loss,
     as_batches,
+    check_batches,
     leaf_copies,
     model_device,
     resolve_params,
@@ -43,8 +44,10 @@ def snip_scores(
     device = model_device(model)
     leaves = leaf_copies(chosen)
     tensors = list(leaves.values())
+    chunks = as_batches(batches)
+    check_batches(model, chunks)
     with scoring_state(model, train=train):
-        for inputs, targets in as_batches(batches):
+        for inputs, targets in chunks:
             logits = functional_call(model, leaves, (inputs.to(device),))
             loss(logits, targets.to(device)).backward(inputs=tensors)  # Σ_b ∇L_b in .grad
     values = {  # in place: no second buffer

@@ -1,0 +1,317 @@
+"""Issue 10 through the Python API: each bad call raises one ``PrunekitError`` subclass with
+a one-line message naming the real cause; files written before are left unchanged.
+
+A case's setup builds what it needs below ``tmp`` and returns the call to make.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import struct
+
+import pytest
+import torch
+from _reliability import Evil, assert_unchanged, hashes, mlpnet_state, save
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from prunekit.checkpoints import read_foreign_checkpoint
+from prunekit.data import MNIST
+from prunekit.data.mnist import read_idx
+from prunekit.data.synthetic import Synthetic
+from prunekit.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    NonFiniteError,
+    PrunekitError,
+    RunFolderBusyError,
+    RunFolderError,
+    UnsafeFileError,
+)
+from prunekit.masks import Mask, load_mask
+from prunekit.methods.init import get_init_method, score_and_mask
+from prunekit.second_order import EmpiricalFisher, per_sample_gradients
+from prunekit.training import TrainConfig, build_optimizer, evaluate, fit, load_checkpoint
+from prunekit.utils.files import atomic_torch_save, atomic_write_text
+from prunekit.utils.lock import lock_run_folder
+
+CASES: dict[str, tuple] = {}
+
+
+def case(error: type[PrunekitError], expected: str):
+    def register(setup):
+        CASES[setup.__name__] = (setup, error, expected)
+        return setup
+
+    return register
+
+
+def net(classes: int = 4) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, classes))
+
+
+def batch(n: int = 6, classes: int = 4, width: int = 12):
+    return torch.randn(n, width), torch.arange(n) % classes
+
+
+def poisoned(value: float) -> nn.Module:
+    model = net()
+    with torch.no_grad():
+        model[1].weight[0, 0] = value
+    return model
+
+
+# --- scoring (SNIP, GraSP, magnitude) --------------------------------------------------------
+@case(ConfigError, "at least one sample")
+def snip_on_zero_samples(tmp):
+    return lambda: score_and_mask("snip", net(), 0.5, data=(torch.empty(0, 12), torch.empty(0)))
+
+
+@case(ConfigError, "at least one sample")
+def grasp_on_zero_samples(tmp):
+    empty = (torch.empty(0, 12), torch.empty(0, dtype=torch.long))
+    return lambda: score_and_mask("grasp", net(), 0.5, data=[empty])
+
+
+@case(DataError, "labels range over [0, 6]")
+def snip_labels_out_of_range(tmp):
+    return lambda: score_and_mask("snip", net(), 0.5, data=batch(n=7, classes=7))
+
+
+@case(ConfigError, "do not fit model")
+def snip_wrong_input_shape(tmp):
+    return lambda: score_and_mask("snip", net(), 0.5, data=batch(width=10))
+
+
+@case(ConfigError, "5 inputs and 6 targets")
+def grasp_count_mismatch(tmp):
+    x, y = batch()
+    return lambda: score_and_mask("grasp", net(), 0.5, data=(x[:5], y))
+
+
+@case(NonFiniteError, "weight 1.weight holds NaN/Inf")
+def magnitude_on_nan_weights(tmp):
+    return lambda: score_and_mask("magnitude", poisoned(float("nan")), 0.5)
+
+
+@case(NonFiniteError, "the inputs hold 1 NaN/Inf")
+def snip_on_nan_inputs(tmp):
+    x, y = batch()
+    x[0, 0] = float("nan")
+    return lambda: get_init_method("snip").score(net(), batches=(x, y))
+
+
+# --- second order ------------------------------------------------------------------------------
+@case(DataError, "labels range over [0, 9]")
+def gradients_labels_out_of_range(tmp):
+    return lambda: per_sample_gradients(net(), ["1.weight"], *batch(n=10, classes=10))
+
+
+@case(ConfigError, "do not fit model")
+def gradients_wrong_input_shape(tmp):
+    return lambda: per_sample_gradients(net(), ["1.weight"], *batch(width=7))
+
+
+@case(DataError, "5 inputs but 6 targets")
+def gradients_count_mismatch(tmp):
+    x, y = batch()
+    return lambda: per_sample_gradients(net(), ["1.weight"], x[:5], y)
+
+
+@case(ConfigError, "unknown parameter name(s) ['fc9.weight']")
+def gradients_unknown_parameter(tmp):
+    return lambda: per_sample_gradients(net(), ["fc9.weight"], *batch())
+
+
+@case(NonFiniteError, "gradient samples: the model's weights are not finite")
+def gradients_of_nan_weights(tmp):
+    return lambda: per_sample_gradients(poisoned(float("nan")), ["1.weight"], *batch())
+
+
+@case(ConfigError, "NaN weights give NaN scores")
+def one_shot_magnitude_on_nan_weights(tmp):
+    from prunekit.methods.oneshot import prune_one_shot
+
+    return lambda: prune_one_shot(poisoned(float("nan")), ["1.weight"], "magnitude", 0.5)
+
+
+@case(NonFiniteError, "Fisher: 1 gradient entries are NaN/Inf")
+def fisher_nan_gradients(tmp):
+    grads = torch.randn(5, 8)
+    grads[2, 3] = float("nan")
+    return lambda: EmpiricalFisher(grads, damp=1e-3)
+
+
+@case(ConfigError, "dampening must be finite")
+def fisher_infinite_damp(tmp):
+    return lambda: EmpiricalFisher(torch.randn(5, 8), damp=float("inf"))
+
+
+# --- training and evaluation -------------------------------------------------------------------
+def loader(n: int = 8, nan_input: bool = False) -> DataLoader:
+    x, y = batch(n)
+    if nan_input:
+        x[3] = float("nan")
+    return DataLoader(TensorDataset(x, y), batch_size=4)
+
+
+@case(NonFiniteError, "evaluation: the model's weights are not finite")
+def evaluate_nan_weights(tmp):
+    return lambda: evaluate(poisoned(float("nan")), loader(), "cpu")
+
+
+@case(DataError, "the data set is empty")
+def evaluate_empty_test_set(tmp):
+    return lambda: evaluate(net(), loader(n=0), "cpu")
+
+
+@case(NonFiniteError, "epoch 1/1, step 1: the input batch hold")
+def training_on_nan_inputs(tmp):
+    config = TrainConfig(epochs=1, progress=False)
+    return lambda: fit(net(), loader(nan_input=True), None, config)
+
+
+@case(NonFiniteError, "before training: the model's weights are not finite")
+def training_from_inf_weights(tmp):
+    config = TrainConfig(epochs=1, progress=False)
+    return lambda: fit(poisoned(float("inf")), loader(), None, config)
+
+
+@case(NonFiniteError, "training diverged; lower the learning rate")
+def training_diverges(tmp):
+    model = net()
+    with torch.no_grad():
+        model[3].weight.mul_(1e30)  # finite weights whose logits overflow
+    config = TrainConfig(epochs=1, lr=1e30, momentum=0.0, scheduler="constant", progress=False)
+    return lambda: fit(model, loader(), None, config)
+
+
+@case(ConfigError, "weight_decay must be a finite number")
+def optimizer_nan_weight_decay(tmp):
+    return lambda: build_optimizer(net().parameters(), "sgd", weight_decay=float("nan"))
+
+
+@case(DataError, "the training set is empty")
+def training_on_empty_set(tmp):
+    return lambda: fit(net(), loader(n=0), None, TrainConfig(epochs=1, progress=False))
+
+
+# --- masks, checkpoints, data files --------------------------------------------------------------
+@case(ConfigError, "values other than 0/1 (e.g. [0.3")
+def float_mask(tmp):
+    return lambda: Mask({"1.weight": torch.full((8, 12), 0.3)})
+
+
+@case(ConfigError, "values other than 0/1 (e.g. [2.0")
+def integer_mask_of_twos(tmp):
+    return lambda: Mask({"1.weight": torch.full((8, 12), 2)})
+
+
+@case(UnsafeFileError, "refused for safety")
+def malicious_mask_file(tmp):
+    path = save({"1.weight": Evil()}, tmp / "mask.pt")
+    return lambda: load_mask(path)
+
+
+@case(UnsafeFileError, "refused for safety")
+def malicious_training_checkpoint(tmp):
+    path = save({"format": Evil()}, tmp / "checkpoint.pt")
+    return lambda: load_checkpoint(path)
+
+
+@case(CheckpointError, "corrupt or truncated")
+def truncated_training_checkpoint(tmp):
+    path = save({"model": torch.ones(100)}, tmp / "checkpoint.pt")
+    path.write_bytes(path.read_bytes()[:60])
+    return lambda: load_checkpoint(path)
+
+
+@case(DataError, "is truncated: header gives shape (4294967295, 4294967295, 4294967295)")
+def idx_dimensions_overflow(tmp):
+    path = tmp / "x-idx3-ubyte"
+    path.write_bytes(struct.pack(">HBB3I", 0, 8, 3, 2**32 - 1, 2**32 - 1, 2**32 - 1) + b"\0" * 9)
+    return lambda: read_idx(path)
+
+
+@case(DataError, "num_samples >= 1")
+def synthetic_no_samples(tmp):
+    return lambda: Synthetic(num_samples=0)
+
+
+@case(PrunekitError, "MNIST")
+def mnist_missing(tmp):
+    return lambda: MNIST(tmp / "nothing", train=False)
+
+
+# --- writing ---------------------------------------------------------------------------
+@case(RunFolderError, "is a file, not a folder")
+def write_into_a_file(tmp):
+    (tmp / "file").write_text("keep")
+    return lambda: atomic_write_text(tmp / "file" / "x.json", "{}")
+
+
+@case(RunFolderError, "Not a directory")
+def write_under_a_file(tmp):
+    (tmp / "file").write_text("keep")
+    return lambda: atomic_write_text(tmp / "file" / "sub" / "x.json", "{}")
+
+
+@case(RunFolderError, "inline_container.cc")
+def torch_save_disk_full(tmp):
+    target = atomic_torch_save({"w": torch.ones(3)}, tmp / "model.pt")
+
+    class Full:
+        def __reduce__(self):
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . file write failed")
+
+    return lambda: atomic_torch_save({"w": Full()}, target)
+
+
+def _hold_lock(folder, ready, done):
+    lock_run_folder(folder)
+    ready.set()
+    done.wait(60)
+
+
+@case(RunFolderBusyError, "in use by another prunekit run (pid")
+def run_folder_locked_by_another_process(tmp):
+    context = multiprocessing.get_context("fork")
+    ready, done = context.Event(), context.Event()
+    holder = context.Process(target=_hold_lock, args=(tmp / "run", ready, done))
+    holder.start()
+    assert ready.wait(60)
+
+    def second():
+        try:
+            lock_run_folder(tmp / "run")
+        finally:
+            done.set()
+            holder.join()
+
+    return second
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_api_case(name, tmp_path):
+    setup, error, expected = CASES[name]
+    call = setup(tmp_path)
+    before = hashes(tmp_path)
+    with pytest.raises(error) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message and expected in message, message
+    assert_unchanged(before, tmp_path)
+
+
+def test_checkpoint_naming_os_system_says_what_was_skipped(tmp_path, caplog):
+    """Issue item 9: a WoodFisher-format file referencing os.system/eval loads its weights
+    and warns that those objects were skipped, never run."""
+    state = {f"module.{k.replace('.', '._layer.')}": v for k, v in mlpnet_state().items()}
+    path = save({"model_state_dict": state, "hook": Evil(), "epoch": 3}, tmp_path / "wf.ckpt")
+    with caplog.at_level(logging.WARNING):
+        checkpoint = read_foreign_checkpoint(path)
+    assert checkpoint.format == "woodfisher" and "posix.system" in checkpoint.foreign_globals
+    assert "posix.system" in caplog.text and "nothing was run" in caplog.text

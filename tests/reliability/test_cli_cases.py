@@ -1,0 +1,319 @@
+"""Issue 10 through the command line: each bad input stops with one clear line, a non-zero
+exit, no traceback, and the files written before the call are left exactly as they were.
+
+One case per line of the issue; a case's setup writes what it needs below ``tmp`` and
+returns the argv (and may patch the file system through ``mp`` to simulate a full or
+read-only disk).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from _reliability import (
+    QUICK,
+    SYNTHETIC,
+    Evil,
+    assert_unchanged,
+    error_line,
+    hashes,
+    mlpnet_state,
+    mnist_folder,
+    run_cli,
+    save,
+)
+
+import prunekit.utils.files as files
+
+CASES: dict[str, tuple] = {}
+
+
+def case(expected: str):
+    """Register ``setup(tmp, mp, capsys) -> argv``; the error line must contain ``expected``."""
+
+    def register(setup):
+        CASES[setup.__name__] = (setup, expected)
+        return setup
+
+    return register
+
+
+def _ckpt(tmp: Path, **changes) -> Path:
+    return save(mlpnet_state(**changes), tmp / "in" / "weights.pt")
+
+
+def _eval(tmp: Path, checkpoint: Path, *extra) -> list:
+    return ["eval", *QUICK, "--checkpoint", checkpoint, *extra]
+
+
+def _train(tmp: Path, *extra) -> list:
+    return ["train", *QUICK, "--epochs", "1", "--run-dir", tmp / "run", *extra]
+
+
+def _mnist_eval(tmp: Path, folder: Path) -> list:
+    ckpt = save(mlpnet_state(), tmp / "in" / "w.pt")
+    return ["eval", "--model", "mlpnet", "--data-dir", folder, "--checkpoint", ckpt]
+
+
+# --- NaN / Inf ---------------------------------------------------------------------------
+@case("not finite")
+def nan_weights_eval(tmp, mp, capsys):
+    return _eval(tmp, _ckpt(tmp, **{"fc1.weight": torch.full((40, 784), float("nan"))}))
+
+
+@case("not finite")
+def inf_weights_prune(tmp, mp, capsys):
+    ckpt = _ckpt(tmp, **{"fc2.weight": torch.full((20, 40), float("inf"))})
+    return ["prune", *QUICK, "--checkpoint", ckpt, "--methods", "magnitude",
+            "--sparsities", "0.5", "--run-dir", tmp / "run"]  # fmt: skip
+
+
+@case("not finite")
+def nan_init_checkpoint_train(tmp, mp, capsys):
+    ckpt = _ckpt(tmp, **{"fc3.weight": torch.full((10, 20), float("nan"))})
+    return _train(tmp, "--init-checkpoint", ckpt)
+
+
+@case("test set of 'mnist' holds no samples")
+def empty_test_set(tmp, mp, capsys):
+    return _mnist_eval(tmp, mnist_folder(tmp / "mnist", n_test=0))
+
+
+@case("training set of 'mnist' holds no samples")
+def zero_training_images(tmp, mp, capsys):
+    folder = mnist_folder(tmp / "mnist", n_train=0)
+    return ["train", "--model", "mlpnet", "--data-dir", folder, "--run-dir", tmp / "run"]
+
+
+@case("weight_decay must be a finite number")
+def nan_weight_decay(tmp, mp, capsys):
+    return _train(tmp, "--weight-decay", "nan")
+
+
+@case("lr must be a finite number")
+def inf_learning_rate(tmp, mp, capsys):
+    return _train(tmp, "--lr", "inf")
+
+
+# --- masks and unsafe files ------------------------------------------------------------
+@case("values other than 0/1")
+def float_mask(tmp, mp, capsys):
+    mask = {"fc1.weight": torch.full((40, 784), 0.3)}
+    return _train(tmp, "--mask", save(mask, tmp / "in" / "mask.pt"))
+
+
+@case("not floating-point")
+def integer_weights(tmp, mp, capsys):
+    state = {k: v.to(torch.int64) for k, v in mlpnet_state().items()}
+    return _eval(tmp, save(state, tmp / "in" / "int.pt"))
+
+
+@case("refused for safety")
+def malicious_mask(tmp, mp, capsys):
+    return _train(tmp, "--mask", save({"fc1.weight": Evil()}, tmp / "in" / "mask.pt"))
+
+
+@case("refused for safety")
+def malicious_resume_checkpoint(tmp, mp, capsys):
+    save({"model": Evil()}, tmp / "run" / "checkpoint.pt")
+    return _train(tmp, "--resume")
+
+
+# --- report ----------------------------------------------------------------------------
+def _result(folder: Path, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "result.json").write_text(text)
+
+
+@case("available: ")
+def report_unknown_metric(tmp, mp, capsys):
+    record = {"method": "magnitude", "sparsity": 0.5, "seed": 0, "top1": 90.0}
+    _result(tmp / "run" / "magnitude" / "s", json.dumps(record))
+    return ["report", "--run-dir", tmp / "run", "--metric", "foo"]
+
+
+@case("no finished result")
+def report_only_corrupt_results(tmp, mp, capsys):
+    _result(tmp / "run" / "magnitude" / "s", '{"method": "magn')
+    return ["report", "--run-dir", tmp / "run"]
+
+
+# --- run folder not writable -------------------------------------------------------------
+@case("is a file, not a folder")
+def run_dir_is_a_file(tmp, mp, capsys):
+    (tmp / "taken").write_text("keep me")
+    return _train(tmp, "--run-dir", tmp / "taken")
+
+
+@case("cannot write")
+def run_dir_under_a_file(tmp, mp, capsys):
+    (tmp / "taken").write_text("keep me")
+    return _train(tmp, "--run-dir", tmp / "taken" / "run")
+
+
+@case("Read-only file system")
+def read_only_file_system(tmp, mp, capsys):
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    mp.setattr(files.tempfile, "mkstemp", refuse)
+    return _train(tmp)
+
+
+@case("permission denied")
+def no_permission(tmp, mp, capsys):
+    (tmp / "run").mkdir()
+    mp.setattr(files.os, "access", lambda *args, **kwargs: False)
+    return _train(tmp)
+
+
+@case("No space left on device")
+def disk_full_oserror(tmp, mp, capsys):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    mp.setattr(files.os, "replace", full)
+    return _train(tmp)
+
+
+@case("inline_container.cc")
+def disk_full_torch_save(tmp, mp, capsys):
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+
+    mp.setattr(torch, "save", full)
+    return _train(tmp)
+
+
+# --- shape mismatches ----------------------------------------------------------------------
+@case("shape mismatches")
+def wrong_shapes_eval(tmp, mp, capsys):
+    return _eval(tmp, _ckpt(tmp, **{"fc1.weight": torch.zeros(40, 100)}))
+
+
+@case("shape mismatches")
+def wrong_shapes_prune(tmp, mp, capsys):
+    ckpt = _ckpt(tmp, **{"fc2.weight": torch.zeros(7, 40)})
+    return ["prune", *QUICK, "--checkpoint", ckpt, "--methods", "magnitude",
+            "--sparsities", "0.5", "--run-dir", tmp / "run"]  # fmt: skip
+
+
+@case("shape mismatches")
+def wrong_shapes_init_checkpoint(tmp, mp, capsys):
+    return _train(tmp, "--init-checkpoint", _ckpt(tmp, **{"fc3.weight": torch.zeros(10, 3)}))
+
+
+@case("another model")
+def resume_with_another_model(tmp, mp, capsys):
+    assert run_cli(capsys, _train(tmp))[0] == 0
+    return ["train", "--model", "lenet_300_100", *SYNTHETIC, "--no-progress", "--epochs", "2",
+            "--batch-size", "20", "--run-dir", tmp / "run", "--resume"]  # fmt: skip
+
+
+@case("do not fit")
+def resnet20_on_mnist(tmp, mp, capsys):
+    return ["train", "--model", "resnet20", "--dataset", "mnist", "--data-dir", tmp / "none"]
+
+
+@case("do not fit")
+def mlpnet_on_cifar(tmp, mp, capsys):
+    return ["train", "--model", "mlpnet", "--dataset", "cifar10", "--data-dir", tmp / "none"]
+
+
+@case("MNIST images are 28×28")
+def mnist_files_of_32x32_images(tmp, mp, capsys):
+    return _mnist_eval(tmp, mnist_folder(tmp / "mnist", size=32))
+
+
+# --- bad numbers -----------------------------------------------------------------------------
+@case("batch_size must be an integer >= 1")
+def batch_size_zero(tmp, mp, capsys):
+    return _train(tmp, "--batch-size", "0")
+
+
+@case("batch_size must be an integer >= 1")
+def batch_size_negative(tmp, mp, capsys):
+    return _train(tmp, "--batch-size", "-5")
+
+
+@case("test_batch_size must be an integer >= 1")
+def eval_batch_size_zero(tmp, mp, capsys):
+    return _eval(tmp, _ckpt(tmp), "--test-batch-size", "0")
+
+
+@case("threads must be an integer >= 1")
+def threads_negative(tmp, mp, capsys):
+    return _train(tmp, "--threads", "-1")
+
+
+@case("threads must be an integer >= 1")
+def threads_zero(tmp, mp, capsys):
+    return _train(tmp, "--threads", "0")
+
+
+@case("seeds must be integers in [0, 2**63 - 1]")
+def seed_beyond_64_bits(tmp, mp, capsys):
+    return _train(tmp, "--seed", str(2**64))
+
+
+@case("seeds must be integers in [0, 2**63 - 1]")
+def prune_init_seeds_beyond_64_bits(tmp, mp, capsys):
+    return ["prune-init", *QUICK, "--seeds", str(2**70), "--run-dir", tmp / "run"]
+
+
+@case("model_kwargs num_classes=5")
+def model_kwargs_num_classes(tmp, mp, capsys):
+    return _train(tmp, "--model-kwargs", "{num_classes: 5}")
+
+
+@case("num_samples >= 1")
+def synthetic_zero_samples(tmp, mp, capsys):
+    return ["train", "--model", "mlpnet", "--dataset", "synthetic",
+            "--dataset-kwargs", "{num_samples: 0}", "--run-dir", tmp / "run"]  # fmt: skip
+
+
+@case("num_samples >= 1")
+def synthetic_negative_samples(tmp, mp, capsys):
+    return ["train", "--model", "mlpnet", "--dataset", "synthetic",
+            "--dataset-kwargs", "{num_samples: -3}", "--run-dir", tmp / "run"]  # fmt: skip
+
+
+@case("is truncated")
+def idx_header_overflow(tmp, mp, capsys):
+    folder = mnist_folder(tmp / "mnist")
+    header = struct.pack(">HBB3I", 0, 0x08, 3, 2**31, 2**31, 28)
+    (folder / "t10k-images-idx3-ubyte").write_bytes(header + bytes(28 * 28))
+    return _mnist_eval(tmp, folder)
+
+
+# --- configs -----------------------------------------------------------------------------------
+@case("is not UTF-8")
+def yaml_not_utf8(tmp, mp, capsys):
+    (tmp / "c.yaml").write_bytes(b"model: mlpnet\nlr: 0.1 # \xff\xfe caf\xe9\n")
+    return ["train", "--config", tmp / "c.yaml"]
+
+
+@case("line 3")
+def yaml_invalid_with_line(tmp, mp, capsys):
+    (tmp / "c.yaml").write_text("model: mlpnet\nepochs: 2\nlr: 0.1: 3\nseed: 0\n")
+    return ["train", "--config", tmp / "c.yaml"]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_cli_case(name, tmp_path, monkeypatch, capsys):
+    setup, expected = CASES[name]
+    argv = setup(tmp_path, monkeypatch, capsys)
+    capsys.readouterr()
+    before = hashes(tmp_path)
+    code, _, err = run_cli(capsys, argv)
+    monkeypatch.undo()
+    assert code != 0
+    line = error_line(err)
+    assert line.startswith("prunekit ") and "error:" in line, line
+    assert expected in line, line
+    assert_unchanged(before, tmp_path)

@@ -1,0 +1,92 @@
+"""Issue 10 lines whose fix is a correct result rather than an error: a corrupt
+result.json skipped with a warning, ``--scheduler step`` usable, ``eval`` reading the test
+split only, ``model.pt`` written atomically, best epoch never chosen on the test set.
+The last tests pin lines of the issue fixed in the one-shot refactor (expected to fail
+until it lands)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _reliability import QUICK, mlpnet_state, mnist_folder, run_cli, save
+
+
+def test_report_skips_a_corrupt_result_naming_it(tmp_path, capsys, caplog):
+    good = {"method": "magnitude", "sparsity": 0.5, "seed": 0, "top1": 90.0}
+    for name, text in (("a", json.dumps(good)), ("b", '{"method": "magn')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(text)
+    code, out, err = run_cli(capsys, ["report", "--run-dir", tmp_path])
+    assert code == 0 and "90.00" in out
+    assert str(tmp_path / "b" / "result.json") in caplog.text and "Traceback" not in err
+
+
+def test_step_scheduler_runs_with_its_default_step(tmp_path, capsys):
+    argv = ["train", *QUICK, "--epochs", "3", "--lr", "0.1", "--scheduler", "step"]
+    code, out, err = run_cli(capsys, [*argv, "--run-dir", tmp_path / "run"])
+    assert code == 0, err
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "run" / "log.jsonl").open()]
+    assert rates == pytest.approx([0.1, 0.01, 0.001])  # ×0.1 every third of the training
+
+
+def test_eval_reads_only_the_test_split(tmp_path, capsys):
+    folder = mnist_folder(tmp_path / "mnist", train=False)
+    ckpt = save(mlpnet_state(), tmp_path / "w.pt")
+    argv = ["eval", "--model", "mlpnet", "--data-dir", folder, "--checkpoint", ckpt]
+    code, out, err = run_cli(capsys, argv)
+    assert code == 0, err
+    assert json.loads(out)["top1"] >= 0
+
+
+def test_train_writes_model_atomically_and_no_test_chosen_best(tmp_path, capsys, monkeypatch):
+    import prunekit.pipelines.train as train
+
+    saved = []
+    real = train.atomic_torch_save
+    monkeypatch.setattr(
+        train, "atomic_torch_save", lambda obj, path: saved.append(path) or real(obj, path)
+    )
+    argv = ["train", *QUICK, "--epochs", "2", "--validation-size", "10"]
+    code, out, err = run_cli(capsys, [*argv, "--run-dir", tmp_path / "run"])
+    assert code == 0, err
+    assert saved == [tmp_path / "run" / "model.pt"]
+    final = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert "best_test_top1" not in final and final["best_epoch"] in (1, 2)
+    assert "best_val_top1" in final
+
+
+# --- fixed in the one-shot / run-folder refactor (another branch) -------------------------------
+PENDING = pytest.mark.xfail(reason="settings-hashed run cells and one-shot checks land in the "
+                            "one-shot refactor", strict=False)  # fmt: skip
+
+
+def _prune(tmp_path, ckpt, *extra):
+    return ["prune", *QUICK, "--checkpoint", ckpt, "--methods", "magnitude", "--run-dir",
+            tmp_path / "run", *extra]  # fmt: skip
+
+
+@PENDING
+def test_rerun_with_another_checkpoint_is_not_served_old_results(tmp_path, capsys):
+    first = save(mlpnet_state(), tmp_path / "a.pt")
+    zeros = save({k: torch.zeros_like(v) for k, v in mlpnet_state().items()}, tmp_path / "b.pt")
+    assert run_cli(capsys, _prune(tmp_path, first, "--sparsities", "0.5"))[0] == 0
+    code, out, err = run_cli(capsys, _prune(tmp_path, zeros, "--sparsities", "0.5"))
+    records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").open()]
+    # zero weights: uniform logits, loss ln(10); a reused result has the first run's loss
+    assert code != 0 or all(r["loss"] == pytest.approx(2.302585) for r in records)
+
+
+@PENDING
+def test_duplicate_sparsities_refused(tmp_path, capsys):
+    ckpt = save(mlpnet_state(), tmp_path / "a.pt")
+    assert run_cli(capsys, _prune(tmp_path, ckpt, "--sparsities", "0.9", "0.9"))[0] != 0
+
+
+def test_infinite_damp_refused(tmp_path, capsys):
+    ckpt = save(mlpnet_state(), tmp_path / "a.pt")
+    argv = _prune(tmp_path, ckpt, "--sparsities", "0.5", "--damp", "inf")
+    argv[argv.index("magnitude")] = "woodfisher"
+    code, _, err = run_cli(capsys, [*argv, "--fisher-samples", "8"])
+    assert code != 0 and "Traceback" not in err and "damp" in err
