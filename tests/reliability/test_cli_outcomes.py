@@ -1,8 +1,8 @@
 """Issue 10 lines whose fix is a correct result rather than an error: a corrupt
 result.json skipped with a warning, ``--scheduler step`` usable, ``eval`` reading the test
 split only, ``model.pt`` written atomically, best epoch never chosen on the test set.
-The last tests pin lines of the issue fixed in the one-shot refactor (expected to fail
-until it lands)."""
+The last tests pin the one-shot lines: stale results, duplicates, clamped sample counts
+and an infinite dampening."""
 
 from __future__ import annotations
 
@@ -57,17 +57,12 @@ def test_train_writes_model_atomically_and_no_test_chosen_best(tmp_path, capsys,
     assert "best_val_top1" in final
 
 
-# --- fixed in the one-shot / run-folder refactor (another branch) -------------------------------
-PENDING = pytest.mark.xfail(reason="settings-hashed run cells and one-shot checks land in the "
-                            "one-shot refactor", strict=False)  # fmt: skip
-
-
+# --- one-shot: run cells keyed by their settings, checked grids and sample counts -------------
 def _prune(tmp_path, ckpt, *extra):
     return ["prune", *QUICK, "--checkpoint", ckpt, "--methods", "magnitude", "--run-dir",
             tmp_path / "run", *extra]  # fmt: skip
 
 
-@PENDING
 def test_rerun_with_another_checkpoint_is_not_served_old_results(tmp_path, capsys):
     first = save(mlpnet_state(), tmp_path / "a.pt")
     zeros = save({k: torch.zeros_like(v) for k, v in mlpnet_state().items()}, tmp_path / "b.pt")
@@ -75,18 +70,35 @@ def test_rerun_with_another_checkpoint_is_not_served_old_results(tmp_path, capsy
     code, out, err = run_cli(capsys, _prune(tmp_path, zeros, "--sparsities", "0.5"))
     records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").open()]
     # zero weights: uniform logits, loss ln(10); a reused result has the first run's loss
-    assert code != 0 or all(r["loss"] == pytest.approx(2.302585) for r in records)
+    assert code == 0, err
+    assert all(r["loss"] == pytest.approx(2.302585) for r in records)
 
 
-@PENDING
-def test_duplicate_sparsities_refused(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--sparsities", "0.9", "0.9"],
+        ["--sparsities", "0.9", "--seeds", "0", "0"],
+        ["--sparsities", "0.9", "--methods", "magnitude", "MAGNITUDE"],
+    ],
+)
+def test_duplicates_refused(tmp_path, capsys, extra):
     ckpt = save(mlpnet_state(), tmp_path / "a.pt")
-    assert run_cli(capsys, _prune(tmp_path, ckpt, "--sparsities", "0.9", "0.9"))[0] != 0
+    code, _, err = run_cli(capsys, [*_prune(tmp_path, ckpt), *extra])
+    assert code != 0 and "given twice" in err and "Traceback" not in err
+
+
+def test_more_fisher_samples_than_training_samples_refused(tmp_path, capsys):
+    ckpt = save(mlpnet_state(), tmp_path / "a.pt")
+    argv = _prune(tmp_path, ckpt, "--sparsities", "0.5", "--fisher-samples", "100000")
+    argv[argv.index("magnitude")] = "woodfisher"
+    code, _, err = run_cli(capsys, argv)
+    assert code != 0 and "are available" in err and "Traceback" not in err
 
 
 def test_infinite_damp_refused(tmp_path, capsys):
     ckpt = save(mlpnet_state(), tmp_path / "a.pt")
-    argv = _prune(tmp_path, ckpt, "--sparsities", "0.5", "--damp", "inf")
+    argv = _prune(tmp_path, ckpt, "--sparsities", "0.5", "--fisher-damp", "inf")
     argv[argv.index("magnitude")] = "woodfisher"
     code, _, err = run_cli(capsys, [*argv, "--fisher-samples", "8"])
     assert code != 0 and "Traceback" not in err and "damp" in err

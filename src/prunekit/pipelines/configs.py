@@ -113,7 +113,11 @@ class OneShotConfig(TrainingFields, CommonConfig):
     )
     seeds: list[int] = opt([0], "seeds (each: gradient sample, RMP trials)")
     fisher: FisherSettings = opt(FisherSettings(), "the empirical Fisher")
-    loss_samples: int = opt(10000, "training samples for the real loss (CBS outer loop, RMP)")
+    loss_samples: int | None = opt(
+        None,
+        "training samples for the real loss (CBS outer loop, RMP, scale choice); default: "
+        "all of them up to 10,000; more than there are is an error",
+    )
     cbs: CBSSettings = opt(CBSSettings(), "CBS-S search")
     update: UpdateSettings = opt(UpdateSettings(), "how the update is applied")
     l0: L0Settings = opt(L0Settings(), "the joint L0 solver")

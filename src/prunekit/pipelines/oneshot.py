@@ -65,7 +65,7 @@ def run_oneshot(config: OneShotConfig) -> dict:
     methods, sparsities, seeds = check_grid(
         config.methods, config.sparsities, config.seeds, canonical_name
     )
-    if config.loss_samples < 1:
+    if config.loss_samples is not None and config.loss_samples < 1:
         raise ConfigError(f"loss_samples must be >= 1, got {config.loss_samples}")
     digest = file_digest(config.checkpoint)
     device, root = start_run(

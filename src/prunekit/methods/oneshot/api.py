@@ -57,8 +57,6 @@ def prune_model(
     names = list(names) if names is not None else list(prunable_parameters(model))
     if fisher is None:
         fisher = FisherSettings(samples=min(1000, len(dataset)))
-    if loss_samples is None:
-        loss_samples = min(10000, len(dataset))
     device = next(model.parameters()).device
     evidence = gather_evidence(
         model,

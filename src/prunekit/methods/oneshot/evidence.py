@@ -93,6 +93,7 @@ def fisher_blocks(spec: str, sizes: list[int]) -> list[tuple[int, int]]:
 
 
 DataSource = Dataset | DataLoader | tuple[Tensor, Tensor]
+DEFAULT_LOSS_SAMPLES = 10000
 
 
 def as_dataset(data: DataSource) -> Dataset:
@@ -209,14 +210,17 @@ def gather_evidence(
     dataset: Dataset,
     *,
     fisher_settings: FisherSettings,
-    loss_samples: int,
+    loss_samples: int | None,
     seed: int,
     need_fisher: bool,
     device: torch.device | str = "cpu",
 ) -> TrainingEvidence:
-    """Draw the seed's samples and compute the training loss and (if ``need_fisher``)
-    the Fisher at ``model``'s current weights."""
+    """Draw the seed's samples and compute the training loss (on ``loss_samples``
+    samples; None: all of them up to 10,000) and, if ``need_fisher``, the Fisher at
+    ``model``'s current weights."""
     order = sample_order(dataset, seed)
+    if loss_samples is None:
+        loss_samples = min(DEFAULT_LOSS_SAMPLES, len(order))
     loss_x, loss_y = stack_samples(
         dataset, take(order, loss_samples, "the training loss", "loss_samples")
     )

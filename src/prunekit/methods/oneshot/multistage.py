@@ -98,7 +98,7 @@ def prune_in_stages(
     *,
     stages: StageSettings,
     fisher: FisherSettings,
-    loss_samples: int,
+    loss_samples: int | None,
     settings: Iterable[object] = (),
     samples_per_class: int = 10,
     seed: int = 0,
