@@ -82,6 +82,11 @@ class PruneInitConfig(TrainingFields, CommonConfig):
     rounds: int | None = opt(
         None, "pruning rounds, exponential schedule (default: 100 for synflow, else 1)"
     )
+    pattern: str | None = opt(
+        None,
+        "N:M semi-structured mask, e.g. 2:4 (keep N of every M weights along each row's "
+        "inputs; one round of scoring); replaces --sparsities by 1-N/M",
+    )
     samples_per_class: int = opt(10, "class-balanced scoring sample: images per class")
     num_iters: int = opt(1, "number of class-balanced chunks scored (GraSP num_iters)")
     grasp_temperature: float = opt(200.0, "GraSP: logits divided by this temperature")

@@ -22,6 +22,7 @@ from prunekit.errors import ConfigError, PrunekitError
 from prunekit.masks import (
     check_sparsity,
     load_mask,
+    parse_pattern,
     prunable_parameters,
     save_mask,
     sparsity_report,
@@ -67,6 +68,11 @@ def check_config(config: PruneInitConfig) -> None:
         check_sparsity(s)
     if not config.seeds:
         raise ConfigError("give at least one seed")
+    if config.pattern is not None:
+        n, m = parse_pattern(config.pattern)
+        if config.rounds not in (None, 1):
+            raise ConfigError("an N:M pattern is chosen in one round: drop --rounds")
+        config.sparsities = [1 - n / m]
     if config.samples_per_class < 1 or config.num_iters < 1:
         raise ConfigError("samples_per_class and num_iters must be >= 1")
 
@@ -117,7 +123,8 @@ def run_prune_init(config: PruneInitConfig) -> dict:
 
 
 def _run_one(config, data, model, initial_state, sample, method, sparsity, seed, root, device):
-    folder = root / method / f"sparsity-{sparsity:g}" / f"seed-{seed}"
+    level = f"pattern-{config.pattern.replace(':', 'of')}" if config.pattern else ""
+    folder = root / method / (level or f"sparsity-{sparsity:g}") / f"seed-{seed}"
     if (folder / "result.json").exists():
         logger.info("%s: already finished, not redone", folder)
         return json.loads((folder / "result.json").read_text())
@@ -136,9 +143,10 @@ def _run_one(config, data, model, initial_state, sample, method, sparsity, seed,
             model,
             sparsity,
             data=[(x.to(device), y.to(device)) for x, y in sample],
-            rounds=_default_rounds(method, config.rounds),
+            rounds=1 if config.pattern else _default_rounds(method, config.rounds),
             scope=config.scope,
             params=params,
+            pattern=config.pattern,
             **init_method_options(
                 method, seed, config.grasp_temperature, config.grasp_reinit_xavier
             ),
