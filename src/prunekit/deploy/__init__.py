@@ -3,6 +3,15 @@
 May import ``prunekit.models`` and ``prunekit.masks``; never pipelines or the CLI.
 """
 
+from prunekit.deploy.export import (
+    FORMAT_VERSION,
+    ExportedModel,
+    dense_size_bytes,
+    export_pruned,
+    is_exported,
+    load_exported,
+    read_exported,
+)
 from prunekit.deploy.sparse import (
     DEFAULT_CROSSOVER,
     SparseConv2d,
@@ -14,9 +23,16 @@ from prunekit.deploy.sparse import (
 
 __all__ = [
     "DEFAULT_CROSSOVER",
+    "FORMAT_VERSION",
+    "ExportedModel",
     "SparseConv2d",
     "SparseLinear",
     "density",
+    "dense_size_bytes",
+    "export_pruned",
+    "is_exported",
+    "load_exported",
+    "read_exported",
     "sparse_layers",
     "sparsify_for_inference",
 ]

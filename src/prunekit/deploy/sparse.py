@@ -126,9 +126,7 @@ class SparseConv2d(nn.Module):
 
 def supports_sparse_conv(conv: nn.Conv2d) -> bool:
     """True for a Conv2d that :class:`SparseConv2d` can compute (groups 1, zero padding)."""
-    return (
-        conv.groups == 1 and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
-    )
+    return conv.groups == 1 and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
 
 
 def density(weight: Tensor) -> float:
@@ -213,6 +211,4 @@ def sparsify_for_inference(
 
 def sparse_layers(model: nn.Module) -> list[str]:
     """Names of the modules of ``model`` that compute with sparse kernels."""
-    return [
-        name for name, m in model.named_modules() if isinstance(m, SparseLinear | SparseConv2d)
-    ]
+    return [name for name, m in model.named_modules() if isinstance(m, SparseLinear | SparseConv2d)]
