@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from prunekit.deploy import is_exported, load_exported, sparse_layers, sparsify_for_inference
 from prunekit.errors import ConfigError
 from prunekit.masks import load_mask, sparsity_report
 from prunekit.pipelines.configs import EvalCommandConfig, TrainCommandConfig, TrainingFields
@@ -101,7 +102,11 @@ def run_train(config: TrainCommandConfig) -> dict:
 
 
 def run_eval(config: EvalCommandConfig) -> dict:
-    """Evaluate saved weights (optionally under a mask) on the test set."""
+    """Evaluate saved weights (optionally under a mask) on the test set.
+
+    A ``prunekit export`` file (recognised by its safetensors header) names its own
+    model; ``--sparse`` evaluates with sparse CPU kernels where the layers are sparse.
+    """
     if not config.checkpoint:
         raise ConfigError("eval needs --checkpoint PATH (weights to evaluate)")
     device = prepare_process(config)
@@ -114,14 +119,23 @@ def run_eval(config: EvalCommandConfig) -> dict:
         augment=False,
         download=config.download,
     )
-    model = build_model(config.model, data.num_classes, config.model_kwargs, config.seed)
-    load_weights(model, config.checkpoint)
+    if is_exported(config.checkpoint):
+        model = load_exported(config.checkpoint)  # the file names its model
+        logger.info("%s: a prunekit export of %s", config.checkpoint, type(model).__name__)
+    else:
+        model = build_model(config.model, data.num_classes, config.model_kwargs, config.seed)
+        load_weights(model, config.checkpoint)
     result: dict = {}
     if config.mask:
         mask = load_mask(config.mask)
         mask.apply(model)
         result["sparsity"] = mask.sparsity
     model.to(device)
+    if config.sparse:
+        if device.type != "cpu":
+            raise ConfigError("--sparse computes with CPU sparse kernels: add --device cpu")
+        model = sparsify_for_inference(model)
+        result["sparse_layers"] = sparse_layers(model)
     result.update(evaluate(model, data.test_loader, device, num_classes=data.num_classes))
     if config.run_dir:
         run_dir = prepare_run_folder(config.run_dir, "eval", asdict(config), config.seed)
