@@ -65,6 +65,7 @@ def _commands() -> list[Command]:
 
 
 def _pruning_commands() -> list[Command]:
+    from prunekit.pipelines.bench import COMMAND as bench_command
     from prunekit.pipelines.export import COMMAND as export_command
     from prunekit.pipelines.oneshot import COMMAND as oneshot_command
     from prunekit.pipelines.prune_init import COMMAND as init_command
@@ -75,6 +76,7 @@ def _pruning_commands() -> list[Command]:
         Command(**oneshot_command),
         Command(**report_command),
         Command(**export_command),
+        Command(**bench_command),
     ]
 
 

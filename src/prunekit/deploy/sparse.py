@@ -36,58 +36,77 @@ from prunekit.errors import ConfigError
 DEFAULT_CROSSOVER: dict[str, float] = {"Linear": 0.1, "Conv2d": 0.05}
 
 
-def _csr_buffers(module: nn.Module, weight_2d: Tensor) -> None:
-    with warnings.catch_warnings():  # torch warns that CSR support is "beta"
-        warnings.simplefilter("ignore")
-        csr = weight_2d.detach().to_sparse_csr()
-    module.register_buffer("crow_indices", csr.crow_indices())
-    module.register_buffer("col_indices", csr.col_indices())
-    module.register_buffer("values", csr.values())
-    module.matrix_shape = tuple(weight_2d.shape)
+class _CsrWeight(nn.Module):
+    """Holds a 2-D weight as CSR buffers; the CSR tensor is built once and cached.
+
+    The cache is dropped when the buffers are replaced (``.to()``) and on copy
+    (CSR tensors cannot be deep-copied); the buffers themselves are what is copied.
+    """
+
+    def _set_weight(self, weight_2d: Tensor) -> None:
+        with warnings.catch_warnings():  # torch warns that CSR support is "beta"
+            warnings.simplefilter("ignore")
+            csr = weight_2d.detach().to_sparse_csr()
+        self.register_buffer("crow_indices", csr.crow_indices())
+        self.register_buffer("col_indices", csr.col_indices())
+        self.register_buffer("values", csr.values())
+        self.matrix_shape = tuple(weight_2d.shape)
+
+    def matrix(self) -> Tensor:
+        values = self.values
+        cached = self.__dict__.get("_cached_csr")
+        if cached is None or cached[0] is not values:
+            csr = torch.sparse_csr_tensor(
+                self.crow_indices,
+                self.col_indices,
+                values,
+                self.matrix_shape,
+                check_invariants=False,  # built from to_sparse_csr's own output
+            )
+            cached = (values, csr)
+            self.__dict__["_cached_csr"] = cached
+        return cached[1]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_cached_csr", None)
+        return state
 
 
-def _csr(module: nn.Module) -> Tensor:
-    return torch.sparse_csr_tensor(
-        module.crow_indices,
-        module.col_indices,
-        module.values,
-        module.matrix_shape,
-        check_invariants=False,  # built from to_sparse_csr's own output
+def _refuse_training(module: nn.Module) -> None:
+    raise ConfigError(
+        f"{type(module).__name__} is for inference only: call model.eval() "
+        "(train the dense masked model instead)"
     )
 
 
-def _check_eval(module: nn.Module) -> None:
-    if module.training:
-        raise ConfigError(
-            f"{type(module).__name__} is for inference only: call model.eval() "
-            "(train the dense masked model instead)"
-        )
-
-
-class SparseLinear(nn.Module):
+class SparseLinear(_CsrWeight):
     """``nn.Linear`` computed as ``(W_csr @ xᵀ)ᵀ + b``; inference only."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        _csr_buffers(self, linear.weight)
+        self._set_weight(linear.weight)
         bias = None if linear.bias is None else linear.bias.detach().clone()
         self.register_buffer("bias", bias)
         self.eval()
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_eval(self)
-        rows = x.reshape(-1, self.in_features)
-        out = (_csr(self) @ rows.t()).t()
-        if self.bias is not None:
-            out = out + self.bias
-        return out.reshape(*x.shape[:-1], self.out_features)
+        if self.training:
+            _refuse_training(self)
+        rows = x.reshape(-1, self.in_features).t()
+        bias = self.bias
+        if bias is None:
+            out = self.matrix() @ rows
+        else:
+            out = torch.addmm(bias.unsqueeze(1), self.matrix(), rows)
+        return out.t().reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, nnz={self.values.numel()}"
 
 
-class SparseConv2d(nn.Module):
+class SparseConv2d(_CsrWeight):
     """``nn.Conv2d`` (groups 1, zero padding) as unfold + ``W_csr @ columns``; inference only."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
@@ -97,7 +116,7 @@ class SparseConv2d(nn.Module):
         self.out_channels = conv.out_channels
         self.kernel_size, self.stride = conv.kernel_size, conv.stride
         self.padding, self.dilation = conv.padding, conv.dilation
-        _csr_buffers(self, conv.weight.reshape(conv.out_channels, -1))
+        self._set_weight(conv.weight.reshape(conv.out_channels, -1))
         bias = None if conv.bias is None else conv.bias.detach().clone()
         self.register_buffer("bias", bias)
         self.eval()
@@ -107,11 +126,12 @@ class SparseConv2d(nn.Module):
         return (size + 2 * self.padding[i] - span) // self.stride[i] + 1
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_eval(self)
+        if self.training:
+            _refuse_training(self)
         n = x.shape[0]
         columns = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
         k, length = columns.shape[1], columns.shape[2]
-        out = _csr(self) @ columns.transpose(0, 1).reshape(k, n * length)
+        out = self.matrix() @ columns.transpose(0, 1).reshape(k, n * length)
         if self.bias is not None:
             out = out + self.bias[:, None]
         height, width = self._out_size(x.shape[2], 0), self._out_size(x.shape[3], 1)
