@@ -78,3 +78,32 @@ def test_export_errors_are_one_line(capsys, tmp_path):
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
     code, _, err = _run(capsys, "eval", "--checkpoint", bad, "--dataset", "synthetic")
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_prune_init_with_a_pattern_then_export_its_cell(capsys, tmp_path):
+    from prunekit.masks import check_nm, load_mask
+    from prunekit.pipelines.configs import PruneInitConfig
+    from prunekit.pipelines.prune_init import run_prune_init
+
+    config = PruneInitConfig(
+        model="mlpnet",
+        dataset="synthetic",
+        dataset_kwargs={"num_samples": 128},
+        methods=["snip"],
+        pattern="2:4",
+        epochs=1,
+        batch_size=64,
+        samples_per_class=2,
+        run_dir=str(tmp_path / "run"),
+        progress=False,
+    )
+    run_prune_init(config)
+    cell = tmp_path / "run" / "snip" / "pattern-2of4" / "seed-0"
+    mask = load_mask(cell / "mask.pt")
+    assert check_nm(mask, 2, 4) and mask.sparsity == 0.5
+    out = tmp_path / "snip24.safetensors"
+    code, _, err = _run(capsys, "export", cell, out)
+    assert code == 0, err
+    trained = torch.load(cell / "checkpoint.pt", weights_only=True)["model"]
+    rebuilt = load_exported(out)
+    assert all(torch.equal(rebuilt.state_dict()[k], v) for k, v in trained.items())
