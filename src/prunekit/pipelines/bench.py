@@ -93,7 +93,37 @@ def _markdown(config: BenchConfig, crossovers: list[dict], timings: list[dict]) 
             f"| {t['model']} | {t['sparsity']:g} | {t['batch_size']} | {dense} | {sparse} | "
             f"{t['speedup']:.2f}× | {layers} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _summary(timings)) + "\n"
+
+
+def _summary(timings: list[dict]) -> list[str]:
+    """Best speedup per model and batch, and every measurement where sparse lost > 5%."""
+    lines = ["", "## Summary", ""]
+    for t in sorted(timings, key=lambda t: (t["batch_size"], -t["speedup"])):
+        best = max(
+            (u for u in timings if u["model"] == t["model"] and u["batch_size"] == t["batch_size"]),
+            key=lambda u: u["speedup"],
+        )
+        if best is t:
+            lines.append(
+                f"- {t['model']}, batch {t['batch_size']}: best {t['speedup']:.2f}× "
+                f"at sparsity {t['sparsity']:g}"
+            )
+    losses = [t for t in timings if t["speedup"] < 0.95]
+    lines.append("")
+    if losses:
+        lines.append(
+            "Sparse measured slower than dense (> 5%), although each sparse layer had won "
+            "its own timing: "
+            + "; ".join(
+                f"{t['model']} s={t['sparsity']:g} batch {t['batch_size']} ({t['speedup']:.2f}×)"
+                for t in losses
+            )
+            + "."
+        )
+    else:
+        lines.append("Sparse was never measured more than 5% slower than dense.")
+    return lines
 
 
 def _plot(timings: list[dict], batch_sizes: list[int], path: Path) -> None:

@@ -187,9 +187,9 @@ class BenchConfig:
     models: list[str] = opt(
         ["mlpnet", "lenet_300_100", "lenet5_caffe", "vgg19", "resnet20"], "models to time"
     )
-    sparsities: list[float] = opt([0.5, 0.9, 0.95, 0.98, 0.99], "sparsities to time")
+    sparsities: list[float] = opt([0.5, 0.7, 0.9, 0.95, 0.98, 0.99], "sparsities to time")
     batch_sizes: list[int] = opt([1, 256], "batch sizes: latency at 1, throughput at 256")
-    repeats: int = opt(7, "timed repeats per measurement (the median is reported)")
+    repeats: int = opt(5, "timed repeats per measurement (the median is reported)")
     warmup: int = opt(2, "untimed calls before each measurement")
     threads: int | None = opt(None, "torch CPU threads (default: torch's choice)")
     out_dir: str = opt("benchmarks/results", "where deploy_cpu.{md,json,png} are written")
