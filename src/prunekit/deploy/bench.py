@@ -9,8 +9,6 @@ zeros matter, not what the weights learned.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.deploy.sparse import SparseConv2d, SparseLinear, sparse_layers, sparsify_for_inference
+from prunekit.deploy.timing import median_times
 from prunekit.masks import Mask, prunable_parameters
 from prunekit.models import create_model, input_shape_for
 
@@ -32,21 +31,12 @@ CROSSOVER_DENSITIES = (0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
 def compare(
     dense: nn.Module, sparse: nn.Module | None, x: Tensor, repeats: int = 5, warmup: int = 2
 ) -> tuple[float, float]:
-    """Median seconds of ``dense(x)`` and ``sparse(x)``, timed alternately.
+    """Median seconds of ``dense(x)`` and ``sparse(x)`` (``timing.median_times``).
 
     With ``sparse=None`` only ``dense`` is timed and its time is returned twice.
     """
     modules = [dense] if sparse is None else [dense, sparse]
-    for _ in range(warmup):
-        for module in modules:
-            module(x)
-    times: list[list[float]] = [[] for _ in modules]
-    for _ in range(max(repeats, 1)):
-        for module, bucket in zip(modules, times, strict=True):
-            started = time.perf_counter()
-            module(x)
-            bucket.append(time.perf_counter() - started)
-    medians = [statistics.median(bucket) for bucket in times]
+    medians = median_times([lambda m=m: m(x) for m in modules], repeats, warmup)
     return medians[0], medians[-1]
 
 
@@ -78,9 +68,10 @@ def measure_crossover(
 ) -> dict:
     """Time one representative layer dense and sparse at increasing densities.
 
-    The sweep stops at the first density where sparse is not faster. The crossover is
-    the highest density at which sparse won, with every lower density won too (0 when
-    it lost at the lowest). Returns the timings and the crossover.
+    The sweep stops after two densities in a row where sparse was not faster. The
+    crossover is the highest density at which sparse won (0 when it never won); a
+    layer made sparse wrongly by a noisy crossover is caught by the per-layer timing of
+    :func:`sparsify_for_inference`. Returns the timings and the crossover.
     """
     build, shape = CROSSOVER_LAYERS[layer_type]
     generator = torch.Generator().manual_seed(seed)
@@ -89,21 +80,17 @@ def measure_crossover(
     x = torch.randn(batch_size, *shape, generator=generator)
     points: list[dict] = []
     for d in sorted(densities):
-        if points and points[-1]["sparse_s"] >= points[-1]["dense_s"]:
-            break  # sparse lost: denser layers are not timed
+        if len(points) >= 2 and all(p["sparse_s"] >= p["dense_s"] for p in points[-2:]):
+            break  # sparse lost twice in a row: denser layers are not timed
         dense = build().eval()
         with torch.no_grad():
-            dense.weight.copy_(
-                layer.weight * (torch.rand(layer.weight.shape, generator=generator) < d)
-            )
+            keep = torch.rand(layer.weight.shape, generator=generator) < d
+            dense.weight.copy_(layer.weight * keep)
         sparse = _sparse_module(dense)
         dense_s, sparse_s = compare(dense, sparse, x, repeats, warmup)
         points.append({"density": d, "dense_s": dense_s, "sparse_s": sparse_s})
-    crossover = 0.0
-    for point in points:  # increasing density
-        if point["sparse_s"] >= point["dense_s"]:
-            break
-        crossover = point["density"]
+    won = [p["density"] for p in points if p["sparse_s"] < p["dense_s"]]
+    crossover = max(won, default=0.0)
     return {"layer": layer_type, "batch_size": batch_size, "points": points, "crossover": crossover}
 
 

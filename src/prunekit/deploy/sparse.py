@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from prunekit.deploy.timing import median_seconds
+from prunekit.deploy.timing import median_times
 from prunekit.errors import ConfigError
 
 # Densities below which the CSR kernel beat the dense one on 2 shared CPU threads at
@@ -196,9 +196,10 @@ def sparsify_for_inference(
     A layer is made sparse when its weight density is below ``crossover`` (a float for
     every layer, or a dict by layer type name ``{"Linear": ..., "Conv2d": ...}``;
     default :data:`DEFAULT_CROSSOVER`). With ``example_input``, each such layer is also
-    timed dense and sparse on the input it receives (median of ``repeats`` calls) and
-    stays dense unless the sparse version is faster, so the copy is not slower layer by
-    layer at that batch size. Masks must already be applied: zeros are what is dropped.
+    timed dense and sparse on the input it receives (median of at least ``repeats``
+    alternating calls, ``timing.median_times``) and stays dense unless the sparse
+    version is faster, so the copy is not slower layer by layer at that batch size.
+    Masks must already be applied: zeros are what is dropped.
     """
     if crossover is None:
         crossover = DEFAULT_CROSSOVER
@@ -216,17 +217,21 @@ def sparsify_for_inference(
             chosen[name] = replacement
     if example_input is not None and chosen:
         inputs = _inputs_of(result, list(chosen), example_input)
-        with torch.no_grad():
-            chosen = {
-                name: sparse
-                for name, sparse in chosen.items()
-                if name in inputs
-                and median_seconds(lambda s=sparse, x=inputs[name]: s(x), repeats)
-                < median_seconds(lambda n=name, x=inputs[name]: result.get_submodule(n)(x), repeats)
-            }
+        chosen = {
+            name: sparse
+            for name, sparse in chosen.items()
+            if name in inputs
+            and _sparse_is_faster(result.get_submodule(name), sparse, inputs[name], repeats)
+        }
     for name, sparse in chosen.items():
         result.set_submodule(name, sparse)
     return result
+
+
+@torch.no_grad()
+def _sparse_is_faster(dense: nn.Module, sparse: nn.Module, x: Tensor, repeats: int) -> bool:
+    dense_s, sparse_s = median_times([lambda: dense(x), lambda: sparse(x)], repeats, warmup=1)
+    return sparse_s < dense_s
 
 
 def sparse_layers(model: nn.Module) -> list[str]:

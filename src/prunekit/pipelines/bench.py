@@ -31,8 +31,12 @@ NOTE = (
     "kernels; sparse = `prunekit.deploy.sparsify_for_inference` with the crossovers "
     "below, each candidate layer also timed on its own input and kept dense where sparse "
     "is not faster. Wall clock, median of {repeats} repeats after {warmup} warm-up calls, "
-    "dense and sparse calls alternating, all in one run. The machine's cores are shared "
-    "with other engineers' jobs: absolute times are noisy, compare the ratios."
+    "dense and sparse calls alternating, fast calls repeated for at least 0.2 s, all in one "
+    "run. The machine's cores are shared with other engineers' jobs: absolute times are "
+    "noisy, compare the ratios. When other jobs occupy the cores, an operator split over "
+    "several threads waits for a descheduled thread at each barrier, so multi-thread "
+    "times then measure the scheduler more than the kernels; the 1-thread rows do not "
+    "have that problem."
 )
 
 
@@ -53,7 +57,8 @@ def _markdown(config: BenchConfig, crossovers: list[dict], timings: list[dict]) 
         "# Dense vs sparse inference on the CPU",
         "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}.",
+        f"{platform.processor() or platform.machine()}, thread counts "
+        f"{sorted({t['threads'] for t in timings})}.",
         "",
         NOTE.format(repeats=config.repeats, warmup=config.warmup),
         "",
@@ -62,14 +67,16 @@ def _markdown(config: BenchConfig, crossovers: list[dict], timings: list[dict]) 
         "Highest density below which the CSR kernel beat the dense one at every measured "
         "density (0: it never won).",
         "",
-        "| layer | batch | crossover | dense/sparse time at each density |",
-        "|---|---:|---:|---|",
+        "| threads | layer | batch | crossover | dense/sparse time at each density |",
+        "|---:|---|---:|---:|---|",
     ]
     for c in crossovers:
         ratios = ", ".join(
             f"{p['density']:g}: {p['dense_s'] / p['sparse_s']:.2f}×" for p in c["points"]
         )
-        lines.append(f"| {c['layer']} | {c['batch_size']} | {c['crossover']:g} | {ratios} |")
+        lines.append(
+            f"| {c['threads']} | {c['layer']} | {c['batch_size']} | {c['crossover']:g} | {ratios} |"
+        )
     lines += [
         "",
         "## Models",
@@ -77,8 +84,8 @@ def _markdown(config: BenchConfig, crossovers: list[dict], timings: list[dict]) 
         "Speedup = dense time / sparse time (> 1: sparse is faster). Latency in ms at "
         "batch 1, throughput in images/s at larger batches.",
         "",
-        "| model | sparsity | batch | dense | sparse | speedup | sparse layers |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| threads | model | sparsity | batch | dense | sparse | speedup | sparse layers |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for t in timings:
         if t["batch_size"] == 1:
@@ -90,7 +97,8 @@ def _markdown(config: BenchConfig, crossovers: list[dict], timings: list[dict]) 
         if len(layers) > 60:
             layers = f"{len(t['sparse_layers'])} layers"
         lines.append(
-            f"| {t['model']} | {t['sparsity']:g} | {t['batch_size']} | {dense} | {sparse} | "
+            f"| {t['threads']} | {t['model']} | {t['sparsity']:g} | {t['batch_size']} | "
+            f"{dense} | {sparse} | "
             f"{t['speedup']:.2f}× | {layers} |"
         )
     return "\n".join(lines + _summary(timings)) + "\n"
@@ -99,16 +107,17 @@ def _markdown(config: BenchConfig, crossovers: list[dict], timings: list[dict]) 
 def _summary(timings: list[dict]) -> list[str]:
     """Best speedup per model and batch, and every measurement where sparse lost > 5%."""
     lines = ["", "## Summary", ""]
-    for t in sorted(timings, key=lambda t: (t["batch_size"], -t["speedup"])):
-        best = max(
-            (u for u in timings if u["model"] == t["model"] and u["batch_size"] == t["batch_size"]),
-            key=lambda u: u["speedup"],
+    groups: dict[tuple, list[dict]] = {}
+    for t in timings:
+        groups.setdefault((t["threads"], t["batch_size"], t["model"]), []).append(t)
+    for (threads, batch, model), rows in groups.items():
+        best = max(rows, key=lambda u: u["speedup"])
+        at_098 = [u for u in rows if u["sparsity"] == 0.98]
+        extra = f", {at_098[0]['speedup']:.2f}× at 0.98" if at_098 else ""
+        lines.append(
+            f"- {threads} thread(s), batch {batch}, {model}: best {best['speedup']:.2f}× "
+            f"at sparsity {best['sparsity']:g}{extra}"
         )
-        if best is t:
-            lines.append(
-                f"- {t['model']}, batch {t['batch_size']}: best {t['speedup']:.2f}× "
-                f"at sparsity {t['sparsity']:g}"
-            )
     losses = [t for t in timings if t["speedup"] < 0.95]
     lines.append("")
     if losses:
@@ -126,23 +135,28 @@ def _summary(timings: list[dict]) -> list[str]:
     return lines
 
 
-def _plot(timings: list[dict], batch_sizes: list[int], path: Path) -> None:
+def _plot(timings: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(5 * len(batch_sizes), 4), squeeze=False)
-    for ax, batch in zip(axes[0], batch_sizes, strict=True):
+    panels = list(dict.fromkeys((t["threads"], t["batch_size"]) for t in timings))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (threads, batch) in zip(axes[0], panels, strict=True):
         for model in dict.fromkeys(t["model"] for t in timings):
-            rows = [t for t in timings if t["model"] == model and t["batch_size"] == batch]
+            rows = [
+                t
+                for t in timings
+                if t["model"] == model and t["batch_size"] == batch and t["threads"] == threads
+            ]
             ax.plot(
                 [t["sparsity"] for t in rows], [t["speedup"] for t in rows], marker="o", label=model
             )
         ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.set_xlabel("sparsity")
         ax.set_ylabel("speedup (dense time / sparse time)")
-        ax.set_title(f"batch {batch}")
+        ax.set_title(f"batch {batch}, {threads} thread(s)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     partial = path.with_name(path.name + ".partial.png")
@@ -151,18 +165,17 @@ def _plot(timings: list[dict], batch_sizes: list[int], path: Path) -> None:
     partial.replace(path)
 
 
-def run_bench(config: BenchConfig) -> dict:
-    """Measure, then write ``deploy_cpu.{md,json,png}`` into ``config.out_dir``."""
-    _check(config)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+def _measure(config: BenchConfig, threads: int) -> tuple[list[dict], list[dict]]:
+    """Crossovers, then model timings, at ``threads`` torch threads."""
+    torch.set_num_threads(threads)
     crossovers = []
     for batch in config.batch_sizes:
         for layer in CROSSOVER_LAYERS:
-            crossovers.append(
-                measure_crossover(layer, batch, repeats=config.repeats, warmup=config.warmup)
+            found = measure_crossover(layer, batch, repeats=config.repeats, warmup=config.warmup)
+            crossovers.append({"threads": threads, **found})
+            logger.info(
+                "%d thread(s), %s batch %d: crossover %g", threads, layer, batch, found["crossover"]
             )
-            logger.info("crossover %s batch %d: %g", layer, batch, crossovers[-1]["crossover"])
     by_batch = {
         b: {c["layer"]: c["crossover"] for c in crossovers if c["batch_size"] == b}
         for b in config.batch_sizes
@@ -178,15 +191,34 @@ def run_bench(config: BenchConfig) -> dict:
             warmup=config.warmup,
             seed=config.seed,
         ):
-            timings.append({**asdict(timing), "speedup": timing.speedup})
+            timings.append({"threads": threads, **asdict(timing), "speedup": timing.speedup})
             logger.info(
-                "%s s=%g batch %d: %.2fx", name, timing.sparsity, timing.batch_size, timing.speedup
+                "%d thread(s), %s s=%g batch %d: %.2fx",
+                threads,
+                name,
+                timing.sparsity,
+                timing.batch_size,
+                timing.speedup,
             )
+    return crossovers, timings
+
+
+def run_bench(config: BenchConfig) -> dict:
+    """Measure, then write ``deploy_cpu.{md,json,png}`` into ``config.out_dir``."""
+    _check(config)
+    initial = torch.get_num_threads()
+    crossovers, timings = [], []
+    try:
+        for threads in config.threads or [initial]:
+            found, timed = _measure(config, threads)
+            crossovers += found
+            timings += timed
+    finally:
+        torch.set_num_threads(initial)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     payload = {
         "config": asdict(config),
-        "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "note": NOTE.format(repeats=config.repeats, warmup=config.warmup),
         "crossovers": crossovers,
@@ -194,9 +226,9 @@ def run_bench(config: BenchConfig) -> dict:
     }
     atomic_write_text(out / "deploy_cpu.json", json.dumps(payload, indent=2) + "\n")
     atomic_write_text(out / "deploy_cpu.md", _markdown(config, crossovers, timings))
-    _plot(timings, list(config.batch_sizes), out / "deploy_cpu.png")
+    _plot(timings, out / "deploy_cpu.png")
     best = max(timings, key=lambda t: t["speedup"]) if timings else None
-    return {"out_dir": str(out), "crossover": by_batch, "best": best}
+    return {"out_dir": str(out), "best": best}
 
 
 COMMAND = {

@@ -191,6 +191,8 @@ class BenchConfig:
     batch_sizes: list[int] = opt([1, 256], "batch sizes: latency at 1, throughput at 256")
     repeats: int = opt(5, "timed repeats per measurement (the median is reported)")
     warmup: int = opt(2, "untimed calls before each measurement")
-    threads: int | None = opt(None, "torch CPU threads (default: torch's choice)")
+    threads: list[int] = opt(
+        [], "torch CPU thread counts, each measured in turn (default: torch's choice)"
+    )
     out_dir: str = opt("benchmarks/results", "where deploy_cpu.{md,json,png} are written")
     seed: int = opt(0, "seed of the random initialisations")
