@@ -31,9 +31,10 @@ from torch import Tensor, nn
 from prunekit.deploy.timing import median_times
 from prunekit.errors import ConfigError
 
-# Densities below which the CSR kernel beat the dense one on 2 shared CPU threads at
-# batch 256 (``prunekit bench``, benchmarks/results/deploy_cpu.md); pass your own.
-DEFAULT_CROSSOVER: dict[str, float] = {"Linear": 0.1, "Conv2d": 0.05}
+# Densities below which the CSR kernel beat the dense one at batch 256 on 1 CPU thread
+# (``prunekit bench``, benchmarks/results/deploy_cpu.md). Convolutions never won at
+# batch 256, so they stay dense by default; at batch 1 they won below 0.1.
+DEFAULT_CROSSOVER: dict[str, float] = {"Linear": 0.1, "Conv2d": 0.0}
 
 
 class _CsrWeight(nn.Module):

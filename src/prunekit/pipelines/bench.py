@@ -64,8 +64,8 @@ def _markdown(config: BenchConfig, crossovers: list[dict], timings: list[dict]) 
         "",
         "## Crossover density per layer type",
         "",
-        "Highest density below which the CSR kernel beat the dense one at every measured "
-        "density (0: it never won).",
+        "Highest measured density at which the CSR kernel beat the dense one (0: it never "
+        "won); the sweep stops after two losses in a row.",
         "",
         "| threads | layer | batch | crossover | dense/sparse time at each density |",
         "|---:|---|---:|---:|---|",
