@@ -98,8 +98,7 @@ def _markdown(config: BenchConfig, crossovers: list[dict], timings: list[dict]) 
             layers = f"{len(t['sparse_layers'])} layers"
         lines.append(
             f"| {t['threads']} | {t['model']} | {t['sparsity']:g} | {t['batch_size']} | "
-            f"{dense} | {sparse} | "
-            f"{t['speedup']:.2f}× | {layers} |"
+            f"{dense} | {sparse} | {t['speedup']:.2f}× | {layers} |"
         )
     return "\n".join(lines + _summary(timings)) + "\n"
 
@@ -125,7 +124,8 @@ def _summary(timings: list[dict]) -> list[str]:
             "Sparse measured slower than dense (> 5%), although each sparse layer had won "
             "its own timing: "
             + "; ".join(
-                f"{t['model']} s={t['sparsity']:g} batch {t['batch_size']} ({t['speedup']:.2f}×)"
+                f"{t['model']} s={t['sparsity']:g} batch {t['batch_size']} "
+                f"{t['threads']} thread(s) ({t['speedup']:.2f}×)"
                 for t in losses
             )
             + "."
