@@ -165,7 +165,8 @@ def _sparse_version(module: nn.Module) -> nn.Module | None:
 
 def _layer_crossover(crossover: float | Mapping[str, float], module: nn.Module) -> float:
     if isinstance(crossover, Mapping):
-        return float(crossover.get(type(module).__name__, 0.0))
+        kind = "Linear" if isinstance(module, nn.Linear) else "Conv2d"
+        return float(crossover.get(kind, 0.0))
     return float(crossover)
 
 
