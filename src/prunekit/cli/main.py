@@ -47,7 +47,8 @@ def _commands() -> list[Command]:
         Command(
             "eval",
             "evaluate saved weights on the test set",
-            "Evaluate a checkpoint (prunekit, plain state_dict or WoodFisher/CBS format).",
+            "Evaluate a checkpoint (prunekit, plain state_dict, WoodFisher/CBS format or a "
+            "`prunekit export` safetensors file).",
             configs.EvalCommandConfig,
             run_eval,
         ),
@@ -65,11 +66,19 @@ def _commands() -> list[Command]:
 
 
 def _pruning_commands() -> list[Command]:
+    from prunekit.pipelines.bench import COMMAND as bench_command
+    from prunekit.pipelines.export import COMMAND as export_command
     from prunekit.pipelines.oneshot import COMMAND as oneshot_command
     from prunekit.pipelines.prune_init import COMMAND as init_command
     from prunekit.pipelines.report import COMMAND as report_command
 
-    return [Command(**init_command), Command(**oneshot_command), Command(**report_command)]
+    return [
+        Command(**init_command),
+        Command(**oneshot_command),
+        Command(**report_command),
+        Command(**export_command),
+        Command(**bench_command),
+    ]
 
 
 def _list_models(_config: object = None) -> None:

@@ -4,8 +4,9 @@ Each dataclass field becomes ``--field-name``; its ``metadata["help"]`` is the h
 text. A field whose type is itself a settings dataclass (a *group*, e.g. ``cbs``) gives
 one flag per inner field, ``--group-field`` (``--cbs-rmp-trials``), stored as
 ``group.field``. Booleans get ``--x/--no-x``, lists take several values, dicts take a YAML
-mapping such as ``'{width: 2}'``. Defaults are suppressed so that only the flags a
-user typed override the YAML file.
+mapping such as ``'{width: 2}'``. A field with ``metadata["positional"]`` is a
+positional argument instead (optional on the command line, so a YAML file may give it).
+Defaults are suppressed so that only the flags a user typed override the YAML file.
 """
 
 from __future__ import annotations
@@ -61,6 +62,15 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, prefix: str =
         help_text = field.metadata.get("help", "")
         help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
         help_text = help_text.replace("%", "%%")
+        if field.metadata.get("positional"):
+            parser.add_argument(
+                field.name,
+                nargs="?",
+                default=argparse.SUPPRESS,
+                help=help_text,
+                metavar=field.name.upper(),
+            )
+            continue
         kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS}
         origin = typing.get_origin(annotation)
         if annotation is bool:

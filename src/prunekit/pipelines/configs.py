@@ -67,6 +67,11 @@ class EvalCommandConfig(CommonConfig):
     checkpoint: str | None = opt(None, "weights to evaluate (prunekit, plain or WoodFisher format)")
     mask: str | None = opt(None, "apply this mask before evaluating")
     seed: int = opt(0, "seed")
+    sparse: bool = opt(
+        False,
+        "CPU only: compute sparse enough Linear/Conv2d layers with sparse kernels "
+        "(prunekit.deploy.sparsify_for_inference)",
+    )
 
 
 @dataclass
@@ -81,6 +86,11 @@ class PruneInitConfig(TrainingFields, CommonConfig):
     scope: str = opt("global", "ranking scope", choices=["global", "layerwise"])
     rounds: int | None = opt(
         None, "pruning rounds, exponential schedule (default: 100 for synflow, else 1)"
+    )
+    pattern: str | None = opt(
+        None,
+        "N:M semi-structured mask, e.g. 2:4 (keep N of every M weights along each row's "
+        "inputs; one round of scoring); replaces --sparsities by 1-N/M",
     )
     samples_per_class: int = opt(10, "class-balanced scoring sample: images per class")
     num_iters: int = opt(1, "number of class-balanced chunks scored (GraSP num_iters)")
@@ -133,3 +143,39 @@ class OneShotConfig(TrainingFields, CommonConfig):
     scheduler: str = opt(
         "cosine", "fine-tuning schedule", choices=["constant", "step", "multistep", "cosine"]
     )
+
+
+@dataclass
+class ExportConfig:
+    source: str | None = opt(
+        None,
+        "a run cell folder (mask.pt + checkpoint.pt, finetune/checkpoint.pt or "
+        "pruned_model.pt) or a checkpoint file",
+        positional=True,
+    )
+    out: str | None = opt(None, "the .safetensors file to write", positional=True)
+    model: str | None = opt(
+        None, "model name (default: from the nearest config.json at or above the source)"
+    )
+    model_kwargs: dict = opt({}, "model options as YAML (default: from that config.json)")
+    mask: str | None = opt(
+        None,
+        "mask file (default: the cell's mask.pt, else the checkpoint's own mask, else the "
+        "exact zeros of the prunable weights)",
+    )
+
+
+@dataclass
+class BenchConfig:
+    models: list[str] = opt(
+        ["mlpnet", "lenet_300_100", "lenet5_caffe", "vgg19", "resnet20"], "models to time"
+    )
+    sparsities: list[float] = opt([0.5, 0.7, 0.9, 0.95, 0.98, 0.99], "sparsities to time")
+    batch_sizes: list[int] = opt([1, 256], "batch sizes: latency at 1, throughput at 256")
+    repeats: int = opt(5, "timed repeats per measurement (the median is reported)")
+    warmup: int = opt(2, "untimed calls before each measurement")
+    threads: list[int] = opt(
+        [], "torch CPU thread counts, each measured in turn (default: torch's choice)"
+    )
+    out_dir: str = opt("benchmarks/results", "where deploy_cpu.{md,json,png} are written")
+    seed: int = opt(0, "seed of the random initialisations")

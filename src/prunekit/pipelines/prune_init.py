@@ -21,6 +21,7 @@ from prunekit.data import class_balanced_batches
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.masks import (
     load_mask,
+    parse_pattern,
     prunable_parameters,
     save_mask,
     sparsity_report,
@@ -55,6 +56,11 @@ def check_config(config: PruneInitConfig) -> tuple[list[str], list[float], list[
     grid = check_grid(
         config.methods, config.sparsities, config.seeds, lambda m: get_init_method(m).name
     )
+    if config.pattern is not None:
+        n, m = parse_pattern(config.pattern)
+        if config.rounds not in (None, 1):
+            raise ConfigError("an N:M pattern is chosen in one round: drop --rounds")
+        grid = (grid[0], [1 - n / m], grid[2])
     if config.samples_per_class < 1 or config.num_iters < 1:
         raise ConfigError("samples_per_class and num_iters must be >= 1")
     return grid
@@ -119,9 +125,10 @@ def run_prune_init(config: PruneInitConfig) -> dict:
 
 
 def _run_one(config, data, model, initial_state, sample, method, sparsity, seed, root, device):
+    level = f"pattern-{config.pattern.replace(':', 'of')}" if config.pattern else ""
     cell = open_cell(
         root,
-        [method, f"sparsity-{sparsity:g}", f"seed-{seed}"],
+        [method, level or f"sparsity-{sparsity:g}", f"seed-{seed}"],
         cell_settings(config, method, sparsity, seed),
     )
     folder = cell.folder
@@ -143,9 +150,10 @@ def _run_one(config, data, model, initial_state, sample, method, sparsity, seed,
             model,
             sparsity,
             data=[(x.to(device), y.to(device)) for x, y in sample],
-            rounds=_default_rounds(method, config.rounds),
+            rounds=1 if config.pattern else _default_rounds(method, config.rounds),
             scope=config.scope,
             params=params,
+            pattern=config.pattern,
             **init_method_options(
                 method, seed, config.grasp_temperature, config.grasp_reinit_xavier
             ),

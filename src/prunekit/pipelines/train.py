@@ -7,6 +7,7 @@ import logging
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from prunekit.deploy import is_exported, load_exported, sparse_layers, sparsify_for_inference
 from prunekit.errors import ConfigError
 from prunekit.masks import load_mask, sparsity_report
 from prunekit.pipelines.cells import changed_settings, result_settings, settings_hash
@@ -120,7 +121,11 @@ def run_train(config: TrainCommandConfig) -> dict:
 
 
 def run_eval(config: EvalCommandConfig) -> dict:
-    """Evaluate saved weights (optionally under a mask) on the test set."""
+    """Evaluate saved weights (optionally under a mask) on the test set.
+
+    A ``prunekit export`` file (recognised by its safetensors header) names its own
+    model; ``--sparse`` evaluates with sparse CPU kernels where the layers are sparse.
+    """
     if not config.checkpoint:
         raise ConfigError("eval needs --checkpoint PATH (weights to evaluate)")
     device = prepare_process(config)
@@ -132,14 +137,23 @@ def run_eval(config: EvalCommandConfig) -> dict:
         download=config.download,
         dataset_kwargs=config.dataset_kwargs,
     )
-    model = build_model(config.model, num_classes, config.model_kwargs, config.seed)
-    load_weights(model, config.checkpoint)
+    if is_exported(config.checkpoint):
+        model = load_exported(config.checkpoint)  # the file names its model
+        logger.info("%s: a prunekit export of %s", config.checkpoint, type(model).__name__)
+    else:
+        model = build_model(config.model, num_classes, config.model_kwargs, config.seed)
+        load_weights(model, config.checkpoint)
     result: dict = {}
     if config.mask:
         mask = load_mask(config.mask)
         mask.apply(model)
         result["sparsity"] = mask.sparsity
     model.to(device)
+    if config.sparse:
+        if device.type != "cpu":
+            raise ConfigError("--sparse computes with CPU sparse kernels: add --device cpu")
+        model = sparsify_for_inference(model)
+        result["sparse_layers"] = sparse_layers(model)
     result.update(evaluate(model, test_loader, device, num_classes=num_classes))
     if config.run_dir:
         open_run_folder(Path(config.run_dir))

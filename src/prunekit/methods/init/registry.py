@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -11,8 +12,8 @@ from typing import Any, Literal
 from torch import Tensor, nn
 
 from prunekit.errors import ConfigError
-from prunekit.masks import Mask
-from prunekit.methods.init._common import BatchesLike, as_batches
+from prunekit.masks import Mask, nm_mask, nm_patterned, parse_pattern
+from prunekit.methods.init._common import BatchesLike, as_batches, resolve_params
 from prunekit.methods.init.grasp import grasp_scores
 from prunekit.methods.init.iterative import prune_iteratively
 from prunekit.methods.init.magnitude import magnitude_scores
@@ -20,6 +21,8 @@ from prunekit.methods.init.random import random_scores
 from prunekit.methods.init.snip import snip_scores
 from prunekit.methods.init.synflow import synflow_scores
 from prunekit.methods.scores import Scores
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,12 +75,13 @@ def _input_shape(model: nn.Module, data: BatchesLike | None) -> tuple[int, ...]:
 def score_and_mask(
     method_name: str,
     model: nn.Module,
-    sparsity: float | Mapping[str, float],
+    sparsity: float | Mapping[str, float] | None,
     data: BatchesLike | None = None,
     rounds: int | None = None,
     scope: str = "global",
     params: Iterable[str] | Mapping[str, Tensor] | None = None,
     previous: Mask | None = None,
+    pattern: str | None = None,
     **method_kwargs: Any,
 ) -> Mask:
     """Score ``model`` with a named method and return the mask at ``sparsity``.
@@ -90,9 +94,16 @@ def score_and_mask(
     the scoring function (``temperature=``, ``generator=``, ``chunk_size=``...).
     Weights removed in ``previous`` stay removed.
 
+    ``pattern="N:M"`` keeps the N best of every M consecutive weights along each row's
+    input dimension (``prunekit.masks.nm_mask``) instead of ranking at ``scope``:
+    scores are computed once (one round), the patterned tensors' sparsity is 1 − N/M,
+    tensors whose input dimension is not a multiple of M stay dense, and ``sparsity``
+    must be None or 1 − N/M.
+
     Example::
 
         mask = score_and_mask("grasp", model, 0.98, data=batches)
+        mask = score_and_mask("snip", model, None, data=batches, pattern="2:4")
     """
     method = get_init_method(method_name)
     kwargs = dict(method_kwargs)
@@ -106,6 +117,10 @@ def score_and_mask(
         score_fn = functools.partial(method.score, input_shape=shape, **kwargs)
     else:
         score_fn = functools.partial(method.score, **kwargs)
+    if pattern is not None:
+        return _patterned_mask(score_fn, model, sparsity, rounds, params, pattern)
+    if sparsity is None:
+        raise ConfigError("give a sparsity (fraction of prunable weights removed) or a pattern")
     return prune_iteratively(
         lambda m, names: score_fn(m, params=names),
         model,
@@ -115,3 +130,29 @@ def score_and_mask(
         params=params,
         previous=previous,
     )
+
+
+def _patterned_mask(
+    score_fn: Callable[..., Scores],
+    model: nn.Module,
+    sparsity: float | Mapping[str, float] | None,
+    rounds: int | None,
+    params: Iterable[str] | Mapping[str, Tensor] | None,
+    pattern: str,
+) -> Mask:
+    n, m = parse_pattern(pattern)
+    if sparsity is not None and (
+        isinstance(sparsity, Mapping) or abs(float(sparsity) - (1 - n / m)) > 1e-9
+    ):
+        raise ConfigError(
+            f"the {n}:{m} pattern fixes the sparsity of the patterned layers at {1 - n / m:g}; "
+            "give sparsity=None or that value"
+        )
+    if rounds is not None and rounds != 1:
+        raise ConfigError(f"an N:M pattern is chosen in one round of scoring, got rounds={rounds}")
+    names = list(resolve_params(model, params))
+    scores = score_fn(model, params=names)
+    dense = [name for name in names if not nm_patterned(scores.values[name].shape, m)]
+    if dense:
+        logger.warning("%s cannot carry the %d:%d pattern and stay dense", dense, n, m)
+    return nm_mask({name: scores.values[name] for name in names}, (n, m), scores.remove)
