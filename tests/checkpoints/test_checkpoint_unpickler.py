@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from prunekit.checkpoints import ForeignObject, restricted_torch_load
-from prunekit.checkpoints import unpickler as restricted
 from prunekit.errors import CheckpointError
+from prunekit.utils import unpickler as restricted
 
 
 class RunsShellCommand:

@@ -98,7 +98,7 @@ def test_prune_init_with_a_pattern_then_export_its_cell(capsys, tmp_path):
         progress=False,
     )
     run_prune_init(config)
-    cell = tmp_path / "run" / "snip" / "pattern-2of4" / "seed-0"
+    (cell,) = (tmp_path / "run" / "snip" / "pattern-2of4" / "seed-0").glob("settings-*")
     mask = load_mask(cell / "mask.pt")
     assert check_nm(mask, 2, 4) and mask.sparsity == 0.5
     out = tmp_path / "snip24.safetensors"

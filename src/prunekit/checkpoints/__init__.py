@@ -1,7 +1,7 @@
 """Loading foreign checkpoints (WoodFisher/CBS) with a restricted unpickler.
 
 Checkpoint files are untrusted pickles: they are read with
-:class:`~prunekit.checkpoints.unpickler.RestrictedUnpickler`, which rebuilds tensors
+:class:`~prunekit.utils.unpickler.RestrictedUnpickler`, which rebuilds tensors
 and replaces every other class or function by an inert placeholder, so no code
 from the file runs.
 
@@ -17,7 +17,7 @@ from prunekit.checkpoints.foreign import (
     read_foreign_checkpoint,
     restricted_torch_load,
 )
-from prunekit.checkpoints.unpickler import ForeignObject, RestrictedUnpickler
+from prunekit.utils.unpickler import ForeignObject, RestrictedUnpickler
 
 __all__ = [
     "ForeignCheckpoint",

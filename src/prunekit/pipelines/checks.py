@@ -10,7 +10,7 @@ import torch
 from prunekit.data import dataset_info
 from prunekit.errors import ConfigError
 from prunekit.models import create_model
-from prunekit.models.checks import output_width
+from prunekit.utils.model_checks import output_width
 
 MAX_SEED = 2**63 - 1
 

@@ -12,12 +12,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from prunekit.data import dataset_info, get_dataset, make_loader
 from prunekit.errors import ConfigError, DataError
 from prunekit.models import create_model
-from prunekit.models.checks import check_finite_parameters
 from prunekit.models.registry import get_model_factory
 from prunekit.pipelines.checks import check_config
 from prunekit.pipelines.run_folder import prepare_run_folder
 from prunekit.utils.files import remove_stale_temp_files
 from prunekit.utils.lock import lock_run_folder
+from prunekit.utils.model_checks import check_finite_parameters
 
 
 def resolve_device(name: str) -> torch.device:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from prunekit.errors import ConfigError
-from prunekit.models.checks import check_batch, check_finite_parameters
+from prunekit.utils.model_checks import check_batch, check_finite_parameters
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from prunekit.errors import DataError, NonFiniteError
-from prunekit.models.checks import check_finite, check_finite_parameters
+from prunekit.utils.model_checks import check_finite, check_finite_parameters
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,6 @@ from torch.utils.data import DataLoader
 
 from prunekit.errors import CheckpointError, ConfigError
 from prunekit.masks import Mask, MaskEnforcer
-from prunekit.models.checks import check_finite_parameters
 from prunekit.training.checkpoint import load_checkpoint, save_checkpoint
 from prunekit.training.distributed import is_distributed, is_main_process
 from prunekit.training.loop import evaluate, train_one_epoch
@@ -43,6 +42,7 @@ from prunekit.training.optim import (
 )
 from prunekit.training.seeding import get_rng_state, seed_everything, set_rng_state
 from prunekit.utils.files import atomic_write_text
+from prunekit.utils.model_checks import check_finite_parameters
 
 logger = logging.getLogger(__name__)
 

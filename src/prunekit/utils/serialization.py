@@ -45,8 +45,8 @@ def safe_torch_load(path: str | Path, what: str = "checkpoint") -> object:
 
 def _pickled_globals(path: Path) -> list[str]:
     """Names of the non-tensor globals in a torch file (empty when it cannot be read)."""
-    from prunekit.checkpoints.foreign import restricted_torch_load
-    from prunekit.checkpoints.unpickler import foreign_names
+    from prunekit.utils.restricted_load import restricted_torch_load
+    from prunekit.utils.unpickler import foreign_names
 
     try:
         return foreign_names(restricted_torch_load(path))

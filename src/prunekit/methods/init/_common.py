@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from prunekit.errors import ConfigError, NonFiniteError
 from prunekit.masks import prunable_parameters
-from prunekit.models.checks import check_batch
+from prunekit.utils.model_checks import check_batch
 
 Batch = tuple[Tensor, Tensor]
 BatchesLike = Iterable[Batch] | Batch
