@@ -15,7 +15,7 @@ every module's train/eval flag is restored afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -25,8 +25,7 @@ from torch.func import functional_call, grad, vmap
 
 from prunekit.errors import ConfigError
 from prunekit.utils.model_checks import check_batch, check_finite_parameters
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
+from prunekit.utils.types import Criterion
 
 
 @contextmanager
@@ -47,7 +46,7 @@ def minibatch_gradients(
     inputs: Tensor,
     targets: Tensor,
     batch_size: int,
-    loss: LossFn = F.cross_entropy,
+    loss: Criterion = F.cross_entropy,
     *,
     chunk_size: int = 256,
 ) -> Tensor:
@@ -85,7 +84,7 @@ def per_sample_gradients(
     param_names: Sequence[str],
     inputs: Tensor,
     targets: Tensor,
-    loss: LossFn = F.cross_entropy,
+    loss: Criterion = F.cross_entropy,
     *,
     chunk_size: int = 256,
 ) -> Tensor:
@@ -102,7 +101,7 @@ def gradients_from_batches(
     model: nn.Module,
     param_names: Sequence[str],
     batches: Iterable[tuple[Tensor, Tensor]],
-    loss: LossFn = F.cross_entropy,
+    loss: Criterion = F.cross_entropy,
     *,
     per_sample: bool = True,
     chunk_size: int = 256,
@@ -136,7 +135,7 @@ def gradients_from_batches(
 class _GradientFunction:
     """Flattened gradient of ``loss(model(x), y)`` with respect to the named parameters."""
 
-    def __init__(self, model: nn.Module, param_names: Sequence[str], loss: LossFn) -> None:
+    def __init__(self, model: nn.Module, param_names: Sequence[str], loss: Criterion) -> None:
         params = dict(model.named_parameters())
         missing = [name for name in param_names if name not in params]
         if missing or not param_names:

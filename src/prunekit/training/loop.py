@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -20,10 +19,9 @@ from tqdm.auto import tqdm
 
 from prunekit.errors import DataError, NonFiniteError
 from prunekit.utils.model_checks import check_finite, check_finite_parameters
+from prunekit.utils.types import Criterion
 
 logger = logging.getLogger(__name__)
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def _sum_over_processes(values: list[float], loader: DataLoader) -> list[float]:
@@ -48,7 +46,7 @@ def train_one_epoch(
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
     device: torch.device | str,
-    loss_fn: LossFn = F.cross_entropy,
+    loss_fn: Criterion = F.cross_entropy,
     progress: bool = True,
     desc: str | None = None,
     log_every: int = 0,
@@ -112,7 +110,7 @@ def evaluate(
     loader: DataLoader,
     device: torch.device | str,
     num_classes: int | None = None,
-    loss_fn: LossFn = F.cross_entropy,
+    loss_fn: Criterion = F.cross_entropy,
     progress: bool = False,
 ) -> dict[str, float]:
     """``{"loss", "top1"}`` (and ``"top5"`` when there are more than 10 classes) over ``loader``.
