@@ -47,6 +47,7 @@ ALLOWED = {
         "deploy",
     },
     "cli": {"prunekit", "errors", "utils", "pipelines", "models", "data"},
+    "__main__": {"cli"},
 }
 
 

@@ -8,6 +8,8 @@ line and the exit status is non-zero.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import sys
@@ -18,6 +20,7 @@ from prunekit import __version__
 from prunekit.cli.config import read_yaml, resolve_config
 from prunekit.cli.options import add_config_options
 from prunekit.errors import PrunekitError
+from prunekit.utils.distributed import get_rank, init_from_environment, is_main_process, leave
 from prunekit.utils.lock import release_run_folders
 
 
@@ -127,20 +130,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = _commands()
     parser = build_parser(commands)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(message)s",
-    )
     command = next(c for c in commands if c.name == args.command)
     try:
+        joined = init_from_environment()  # under torchrun: join its process group
+        quiet = joined and not is_main_process()  # rank 0 speaks for the group
+        logging.basicConfig(
+            level=logging.WARNING if quiet else logging.DEBUG if args.verbose else logging.INFO,
+            format=f"[rank {get_rank()}] %(message)s" if joined else "%(message)s",
+        )
         if command.config_class is None:
             command.run()
             return 0
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "verbose")}
         file_values = read_yaml(args.config) if args.config else {}
         config = resolve_config(command.config_class, file_values, flags)
-        result = command.run(config)
-        if result is not None:
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+            result = command.run(config)
+        if result is not None and not quiet:
             print(json.dumps(result, indent=2, default=str))
         return 0
     except PrunekitError as exc:
@@ -156,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         release_run_folders()
+        leave()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -124,8 +124,9 @@ def run_oneshot(config: OneShotConfig) -> dict:
                 device=device,
                 need_fisher=any(get_method(m).needs_fisher for m, _ in pending),
             )
-        for (method, sparsity), cell in cells.items():
-            record = cell.finished()
+        for key, cell in cells.items():
+            method, sparsity = key
+            record = cell.finished() if key not in pending else None
             if record is None:
                 record = prune_cell(run, evidence, cell, method, sparsity, seed)
             records.append(record)

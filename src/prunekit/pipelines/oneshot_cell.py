@@ -23,7 +23,7 @@ from prunekit.methods.oneshot.multistage import prune_in_stages
 from prunekit.pipelines.cells import Cell
 from prunekit.pipelines.configs import OneShotConfig
 from prunekit.pipelines.run_folder import write_json
-from prunekit.pipelines.setup import DataBundle, validation_metrics
+from prunekit.pipelines.setup import DataBundle, agree_on_mask, validation_metrics
 from prunekit.pipelines.train import training_settings
 from prunekit.training import evaluate, fit
 from prunekit.utils.files import atomic_torch_save
@@ -103,6 +103,7 @@ def prune_cell(
             "gradient_seconds": sum(r.evidence_seconds for r in staged.stages),
             "prune_seconds": sum(r.prune_seconds for r in staged.stages),
         }
+    checksum = agree_on_mask(result.mask, f"the mask of {cell.folder}", result.weights)
     pruned = copy.deepcopy(trained)
     with torch.no_grad():
         for name, value in result.weights.items():
@@ -130,6 +131,7 @@ def prune_cell(
         **validation_metrics(pruned, data, device),
         **costs,
         "collapsed_layers": report.collapsed_layers,
+        "mask_checksum": checksum,
         **result.record.to_dict(),
     }
     logger.info(

@@ -32,7 +32,13 @@ from prunekit.pipelines.cells import open_cell, result_settings
 from prunekit.pipelines.configs import PruneInitConfig
 from prunekit.pipelines.grid import check_grid
 from prunekit.pipelines.run_folder import write_json, write_summary
-from prunekit.pipelines.setup import build_data, build_model, start_run, validation_metrics
+from prunekit.pipelines.setup import (
+    agree_on_mask,
+    build_data,
+    build_model,
+    start_run,
+    validation_metrics,
+)
 from prunekit.pipelines.train import training_settings
 from prunekit.training import fit
 
@@ -161,6 +167,7 @@ def _run_one(config, data, model, initial_state, sample, method, sparsity, seed,
         score_seconds = time.perf_counter() - started
         save_mask(mask, folder / "mask.pt")
         write_json(folder / "score.json", {"score_seconds": score_seconds})
+    checksum = agree_on_mask(mask, f"the mask of {folder}")
     report = sparsity_report(mask, model)
     report.save(folder / "sparsity.json")
     if report.collapsed_layers:
@@ -200,6 +207,7 @@ def _run_one(config, data, model, initial_state, sample, method, sparsity, seed,
         "removed": mask.num_removed,
         "prunable": mask.num_total,
         "collapsed_layers": report.collapsed_layers,
+        "mask_checksum": checksum,
         "score_seconds": score_seconds,
         "top1": final.get("test_top1"),
         "loss": final.get("test_loss"),

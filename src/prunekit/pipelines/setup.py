@@ -11,17 +11,29 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from prunekit.data import dataset_info, get_dataset, make_loader
 from prunekit.errors import ConfigError, DataError
+from prunekit.masks import Mask
 from prunekit.models import create_model
 from prunekit.models.registry import get_model_factory
 from prunekit.pipelines.checks import check_config
 from prunekit.pipelines.run_folder import prepare_run_folder
+from prunekit.utils.distributed import (
+    barrier,
+    broadcast_,
+    check_identical,
+    is_distributed,
+    is_main_process,
+    local_rank,
+)
 from prunekit.utils.files import remove_stale_temp_files
 from prunekit.utils.lock import lock_run_folder
 from prunekit.utils.model_checks import check_finite_parameters
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
+    """``auto`` picks CUDA when available, else the CPU; under torchrun, ``auto`` and
+    ``cuda`` mean this process's GPU, ``cuda:LOCAL_RANK``."""
+    if name in ("auto", "cuda") and torch.cuda.is_available() and is_distributed():
+        return torch.device("cuda", local_rank())
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -198,7 +210,21 @@ def start_run(config, command: str, default_dir: Path) -> tuple[torch.device, Pa
 
 def open_run_folder(root: Path) -> Path:
     """Take the folder's lock (one writer at a time), then remove the temporary files a
-    killed run left there."""
-    lock_run_folder(root)
-    remove_stale_temp_files(root)
+    killed run left there. Under ``torch.distributed`` rank 0 is the writer: only it
+    locks and cleans, after which every rank goes on."""
+    if is_main_process():
+        lock_run_folder(root)
+        remove_stale_temp_files(root)
+    barrier()
     return root
+
+
+def agree_on_mask(mask: Mask, what: str, weights: dict | None = None) -> int:
+    """Under ``torch.distributed``: the mask (and new weights) rank 0 decided, sent to
+    every process, and a checksum of what each process holds compared before anything
+    trains on it. Returns the checksum (also without a process group)."""
+    tensors = [mask[name] for name in sorted(mask)]
+    if weights is not None:
+        tensors += [weights[name] for name in sorted(weights)]
+    broadcast_(tensors)
+    return check_identical(tensors, what)

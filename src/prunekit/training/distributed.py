@@ -11,18 +11,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from prunekit.utils.distributed import get_rank, is_distributed, is_main_process
 
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def get_rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
-
-
-def is_main_process() -> bool:
-    """True on rank 0, or when not distributed: the process that writes files."""
-    return get_rank() == 0
+__all__ = ["find_free_port", "get_rank", "is_distributed", "is_main_process", "launch_local"]
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prunekit.errors import RunFolderError
+from prunekit.utils.distributed import is_main_process
 
 TEMP_SUFFIX = ".tmp"
 
@@ -49,8 +50,11 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
 
     A crash leaves either the old file or the new one, never a truncated file; a kill
     may leave a ``.NAME.*.tmp`` file, which :func:`remove_stale_temp_files` removes.
+    Under ``torch.distributed`` only rank 0 writes; the other ranks skip the write.
     """
     path = Path(path)
+    if not is_main_process():
+        return path
     ensure_folder(path.parent)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)

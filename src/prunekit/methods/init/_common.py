@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from prunekit.errors import ConfigError, NonFiniteError
 from prunekit.masks import prunable_parameters
+from prunekit.utils.distributed import all_reduce_sum_, is_distributed, shard_bounds
 from prunekit.utils.model_checks import check_batch
 
 Batch = tuple[Tensor, Tensor]
@@ -160,3 +161,27 @@ def leaf_copies(params: Mapping[str, Tensor], dtype: torch.dtype | None = None) 
     return {
         n: p.detach().to(dtype=dtype or p.dtype).requires_grad_(True) for n, p in params.items()
     }
+
+
+def shards_scoring(model: nn.Module) -> bool:
+    """Whether scoring is split over the processes of ``torch.distributed``: yes, unless
+    the model has batch norm (in train mode each process's part would have its own
+    batch statistics, so the scores would differ from one process's; such models are
+    scored on the whole sample in every process instead)."""
+    has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return is_distributed() and not has_batch_norm
+
+
+def local_part(inputs: Tensor, targets: Tensor, sharded: bool) -> tuple[Tensor, Tensor, float]:
+    """This process's contiguous part of a chunk and its weight n_part / n_chunk, so
+    that ``weight · mean loss of the part``, summed over the processes, is the chunk's
+    mean loss. Not sharded: the whole chunk, weight 1."""
+    if not sharded:
+        return inputs, targets, 1.0
+    start, end = shard_bounds(len(inputs))
+    return inputs[start:end], targets[start:end], (end - start) / len(inputs)
+
+
+def sum_over_processes_(grads: list[Tensor], sharded: bool) -> list[Tensor]:
+    """Each process's accumulated gradients summed over the processes, in place."""
+    return all_reduce_sum_(grads) if sharded else grads

@@ -17,9 +17,12 @@ from prunekit.methods.init._common import (
     as_batches,
     check_batches,
     leaf_copies,
+    local_part,
     model_device,
     resolve_params,
     scoring_state,
+    shards_scoring,
+    sum_over_processes_,
     take_grads,
 )
 from prunekit.methods.init._double_backward import CheapDoubleBackward
@@ -102,13 +105,13 @@ def grasp_scores(
     check_batches(model, chunks)
     tensors = list(leaves.values())
 
-    def chunk_loss(inputs: Tensor, targets: Tensor) -> Tensor:
+    def chunk_loss(inputs: Tensor, targets: Tensor, weight: float) -> Tensor:
         logits = functional_call(model, overrides, (inputs.to(device),))
-        return loss(logits / temperature, targets.to(device))
+        return weight * loss(logits / temperature, targets.to(device))
 
-    def gradient_with_graph(inputs: Tensor, targets: Tensor) -> list[Tensor]:
+    def gradient_with_graph(inputs: Tensor, targets: Tensor, weight: float) -> list[Tensor]:
         grads = torch.autograd.grad(
-            chunk_loss(inputs, targets),
+            chunk_loss(inputs, targets, weight),
             tensors,
             create_graph=True,
             allow_unused=True,
@@ -126,19 +129,26 @@ def grasp_scores(
             del pairs
             z.backward(inputs=tensors)
 
-    *first, last = chunks
+    # under torch.distributed each process takes its part of every chunk; g is summed
+    # over the processes before the H·g pass, which needs the global g
+    sharded = shards_scoring(model)
+    parts = [p for p in (local_part(x, y, sharded) for x, y in chunks) if len(p[0])]
     with scoring_state(model, train=True), CheapDoubleBackward() if fast_hvp else nullcontext():
         # g = Σ_c ∇L_c, accumulated in place; the last chunk's gradient keeps its graph
         # so that its H_c g needs no second forward/backward
-        for inputs, targets in first:
-            chunk_loss(inputs, targets).backward(inputs=tensors)
+        first, last_grads = parts[:-1], None
+        for part in first:
+            chunk_loss(*part).backward(inputs=tensors)
         g = take_grads(tensors)
-        last_grads = gradient_with_graph(*last)
-        for total, part in zip(g, last_grads, strict=True):
-            total += part.detach()
-        accumulate_hg(g, last_grads)
-        for inputs, targets in first:
-            accumulate_hg(g, gradient_with_graph(inputs, targets))
-        hg = take_grads(tensors)
+        if parts:
+            last_grads = gradient_with_graph(*parts[-1])
+            for total, piece in zip(g, last_grads, strict=True):
+                total += piece.detach()
+        sum_over_processes_(g, sharded)
+        if last_grads is not None:
+            accumulate_hg(g, last_grads)
+        for part in first:
+            accumulate_hg(g, gradient_with_graph(*part))
+        hg = sum_over_processes_(take_grads(tensors), sharded)
     values = {n: h.mul_(leaves[n].detach()).neg_() for n, h in zip(leaves, hg, strict=True)}
     return Scores(values=values, remove="highest")

@@ -35,6 +35,7 @@ from prunekit.second_order import (
     one_block,
     per_sample_gradients,
 )
+from prunekit.utils.distributed import gather_rows, shard_bounds
 from prunekit.utils.settings import setting
 from prunekit.utils.types import WeightsLoss
 
@@ -152,10 +153,17 @@ def estimate_fisher(
     """Gradients of ``model`` (eval mode) at its current weights on ``(x, y)``, grouped
     ``settings.batch_size`` at a time, and the factored Fisher of them."""
     started = time.perf_counter()
+    # under torch.distributed each process computes its share of the m rows and every
+    # process gathers all of them: G (m·d numbers) is what CBS, OBS and the L0 solver
+    # read, so it is gathered rather than only the m×m Gram GGᵀ
+    m = len(x) // settings.batch_size
+    start, end = shard_bounds(m)
+    rows = slice(start * settings.batch_size, end * settings.batch_size)
     if settings.batch_size == 1:
-        grads = per_sample_gradients(model, names, x, y)
+        local = per_sample_gradients(model, names, x[rows], y[rows])
     else:
-        grads = minibatch_gradients(model, names, x, y, settings.batch_size)
+        local = minibatch_gradients(model, names, x[rows], y[rows], settings.batch_size)
+    grads = gather_rows(local, m)
     if not torch.isfinite(grads).all():
         raise ConfigError(
             "the gradients for the Fisher contain NaN or Inf: check that the model's weights "
