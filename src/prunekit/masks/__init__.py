@@ -17,9 +17,11 @@ from prunekit.masks.mask import Mask
 from prunekit.masks.patterns import (
     check_nm,
     nm_flat_keep,
+    nm_groups,
     nm_keep,
     nm_mask,
     nm_patterned,
+    nm_removed_count,
     parse_pattern,
 )
 from prunekit.masks.ranking import count_to_remove, scores_to_mask
@@ -28,6 +30,8 @@ from prunekit.masks.schedule import check_sparsity, exponential_schedule, stage_
 from prunekit.masks.selection import classifier_parameter_name, prunable_parameters
 
 __all__ = [
+    "nm_groups",
+    "nm_removed_count",
     "Mask",
     "MaskEnforcer",
     "LayerSparsity",

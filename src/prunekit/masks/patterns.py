@@ -159,3 +159,25 @@ def check_nm(mask: Mask | Mapping[str, Tensor] | Tensor, n: int, m: int) -> bool
                 f"{int(counts[group])} of {m} weights"
             )
     return True
+
+
+def nm_groups(shapes: Sequence[Sequence[int]], m: int) -> Tensor:
+    """The N:M group of every weight of the flat concatenation of tensors of ``shapes``:
+    consecutive group numbers for patterned tensors, -1 for weights of tensors that stay
+    dense. Weights i and j may swap roles under the pattern only when their groups match."""
+    pieces, next_group = [], 0
+    for shape in shapes:
+        size = int(torch.Size(shape).numel())
+        if nm_patterned(shape, m):
+            pieces.append(torch.arange(size) // m + next_group)
+            next_group += size // m
+        else:
+            pieces.append(torch.full((size,), -1, dtype=torch.long))
+    return torch.cat(pieces) if pieces else torch.empty(0, dtype=torch.long)
+
+
+def nm_removed_count(shapes: Sequence[Sequence[int]], pattern: str | tuple[int, int]) -> int:
+    """How many weights the N:M pattern removes from tensors of ``shapes``."""
+    n, m = parse_pattern(pattern)
+    patterned = sum(int(torch.Size(s).numel()) for s in shapes if nm_patterned(s, m))
+    return patterned // m * (m - n)

@@ -131,6 +131,11 @@ class OneShotConfig(TrainingFields, CommonConfig):
     cbs: CBSSettings = opt(CBSSettings(), "CBS-S search")
     update: UpdateSettings = opt(UpdateSettings(), "how the update is applied")
     l0: L0Settings = opt(L0Settings(), "the joint L0 solver")
+    pattern: str | None = opt(
+        None,
+        "N:M semi-structured pattern (e.g. 2:4) instead of --sparsities: N kept in every M "
+        "consecutive inputs of each row; layers it does not fit stay dense",
+    )
     stages: StageSettings = opt(StageSettings(), "multi-stage pruning")
     reference: dict = opt(
         {}, "published figures shown beside the results: label → {sparsity: value}"

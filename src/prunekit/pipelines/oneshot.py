@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from prunekit.errors import ConfigError
-from prunekit.masks import prunable_parameters
+from prunekit.masks import parse_pattern, prunable_parameters
 from prunekit.methods.oneshot import canonical_name, get_method
 from prunekit.methods.oneshot.evidence import gather_evidence
 from prunekit.pipelines.cells import TRAINING_FIELDS, file_digest, open_cell, result_settings
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def cell_settings(
-    config: OneShotConfig, method: str, sparsity: float, seed: int, checkpoint_digest: str
+    config: OneShotConfig, method: str, sparsity: float | None, seed: int, checkpoint_digest: str
 ) -> dict:
     """What decides a cell's result: the config less what this method does not read
     (other methods' settings, training settings when nothing is fine-tuned)."""
@@ -58,6 +58,14 @@ def cell_settings(
     }
 
 
+def level_name(sparsity: float | None, pattern: str | None) -> str:
+    """A cell's sparsity level folder: ``sparsity-0.9`` or ``pattern-2of4``."""
+    if pattern is not None:
+        n, m = parse_pattern(pattern)
+        return f"pattern-{n}of{m}"
+    return f"sparsity-{sparsity:g}"
+
+
 def run_oneshot(config: OneShotConfig) -> dict:
     """Run every (seed, method, sparsity); returns where the results are."""
     if not config.checkpoint:
@@ -65,6 +73,11 @@ def run_oneshot(config: OneShotConfig) -> dict:
     methods, sparsities, seeds = check_grid(
         config.methods, config.sparsities, config.seeds, canonical_name
     )
+    if config.pattern is not None:  # the pattern fixes the count: one level, no list
+        parse_pattern(config.pattern)
+        if not config.stages.is_single:
+            raise ConfigError("an N:M pattern is pruned in one stage: drop --stages-*")
+        sparsities = [None]
     if config.loss_samples is not None and config.loss_samples < 1:
         raise ConfigError(f"loss_samples must be >= 1, got {config.loss_samples}")
     digest = file_digest(config.checkpoint)
@@ -102,7 +115,7 @@ def run_oneshot(config: OneShotConfig) -> dict:
         cells = {
             (m, s): open_cell(
                 root,
-                [m.replace("+", "_plus_"), f"sparsity-{s:g}", f"seed-{seed}"],
+                [m.replace("+", "_plus_"), level_name(s, config.pattern), f"seed-{seed}"],
                 cell_settings(config, m, s, seed, digest),
             )
             for m in methods

@@ -48,7 +48,7 @@ def prune_cell(
     evidence: TrainingEvidence | None,
     cell: Cell,
     method: str,
-    sparsity: float,
+    sparsity: float | None,
     seed: int,
 ) -> dict:
     """Prune, evaluate, write the cell's files, optionally fine-tune; the cell's record."""
@@ -67,7 +67,15 @@ def prune_cell(
             trained, names, sparsity, data.plain_train, config.samples_per_class, seed, device
         )
         result = prune_with_evidence(
-            trained, names, method, sparsity, evidence, scores, settings, seed
+            trained,
+            names,
+            method,
+            sparsity,
+            evidence,
+            scores,
+            settings,
+            seed,
+            pattern=config.pattern,
         )
         training_loss = evidence.training_loss
         costs = {
@@ -112,6 +120,7 @@ def prune_cell(
         raise AssertionError("pruned weights are not zero after the update")
     metrics = evaluate(pruned, data.test_loader, device, num_classes=data.num_classes)
     report = sparsity_report(result.mask, pruned)
+    sparsity = result.record.removed / result.record.prunable if sparsity is None else sparsity
     save_mask(result.mask, cell.folder / "mask.pt")
     report.save(cell.folder / "sparsity.json")
     atomic_torch_save(pruned.state_dict(), cell.folder / "pruned_model.pt")

@@ -194,6 +194,35 @@ def swap_pass(
     return swaps
 
 
+def group_swap_pass(state: SwapState, groups: Tensor, swap_threshold: float) -> int:
+    """One pass of swaps *within groups* (an N:M pattern): each removed weight i tries
+    every kept weight of its own group and takes the best if it lowers L by at least ε,
+    so the number kept per group never changes. Weights of group -1 never move.
+    Returns the swap count."""
+    swaps = 0
+    groups = groups.to(state.removed.device)
+    order = torch.argsort(groups, stable=True)
+    sorted_groups = groups[order]
+    starts = torch.searchsorted(sorted_groups, sorted_groups.unique())
+    bounds = torch.cat((starts, torch.tensor([len(order)], device=starts.device))).tolist()
+    with _one_cpu_thread(state.w.device):
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            if int(sorted_groups[lo]) < 0:
+                continue
+            members = order[lo:hi]
+            for i in members[state.removed[members]].tolist():
+                kept = members[~state.removed[members]]
+                if len(kept) == 0:
+                    break
+                delta = state.swap_delta(i, kept)
+                best = int(torch.argmin(delta))
+                if float(delta[best]) <= -swap_threshold:
+                    state.swap(i, int(kept[best]))
+                    swaps += 1
+    state.refresh()
+    return swaps
+
+
 @contextmanager
 def _one_cpu_thread(device: torch.device) -> Iterator[None]:
     """Run the per-candidate loop on one intra-op thread on CPU: its operations are tiny
@@ -220,8 +249,13 @@ def cbs_select(
     max_failures: int = 20,
     max_passes: int = 100,
     patience: int = 5,
+    groups: Tensor | None = None,
 ) -> SwapSearchResult:
     """CBS-S local search from the removal mask ``start`` (k = start.sum() is kept fixed).
+
+    With ``groups`` (one group number per weight, -1 for weights that never move, as
+    ``masks.nm_groups`` gives for an N:M pattern) a swap stays within a group
+    (:func:`group_swap_pass`), so a start with the pattern keeps it.
 
     After every pass the caller's ``evaluate_loss(removed_mask)`` (the real loss on
     training data; default: L(P) itself) scores the mask. The search stops after
@@ -243,12 +277,15 @@ def cbs_select(
     best_removed, best_pass = state.removed.clone(), 0
     since_best = 0
     for pass_index in range(1, max_passes + 1):
-        swaps = swap_pass(
-            state,
-            swap_threshold=swap_threshold,
-            rank_window=rank_window,
-            max_failures=max_failures,
-        )
+        if groups is not None:
+            swaps = group_swap_pass(state, groups, swap_threshold)
+        else:
+            swaps = swap_pass(
+                state,
+                swap_threshold=swap_threshold,
+                rank_window=rank_window,
+                max_failures=max_failures,
+            )
         if swaps == 0:
             break
         quadratic, loss = score()

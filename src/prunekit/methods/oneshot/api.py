@@ -24,7 +24,7 @@ from prunekit.methods.oneshot.results import OneShotResult
 def prune_model(
     model: nn.Module,
     method: str,
-    sparsity: float,
+    sparsity: float | None,
     data: DataSource,
     *,
     names: Sequence[str] | None = None,
@@ -34,6 +34,7 @@ def prune_model(
     samples_per_class: int = 10,
     seed: int = 0,
     apply: bool = False,
+    pattern: str | None = None,
 ) -> OneShotResult:
     """Prune a trained ``model`` in one shot with ``method`` (``magnitude``,
     ``woodfisher``, ``cbs``, any ``selection+update``): exactly round(s·d) of its d
@@ -45,7 +46,8 @@ def prune_model(
     samples of the real training loss (``loss_samples``, default min(10000, n)).
     ``names`` default to :func:`prunekit.masks.prunable_parameters` (the weight of every
     Conv and Linear layer). The model is left unchanged unless ``apply=True``, which
-    writes the new weights (removed ones exactly zero) into it.
+    writes the new weights (removed ones exactly zero) into it. ``pattern="2:4"`` asks
+    for an N:M semi-structured mask instead of ``sparsity`` (give None).
 
     Example::
 
@@ -69,7 +71,9 @@ def prune_model(
         device=device,
     )
     scores = init_scorer(model, names, sparsity, dataset, samples_per_class, seed, device)
-    result = prune_with_evidence(model, names, method, sparsity, evidence, scores, settings, seed)
+    result = prune_with_evidence(
+        model, names, method, sparsity, evidence, scores, settings, seed, pattern=pattern
+    )
     if apply:
         with torch.no_grad():
             for name, value in result.weights.items():

@@ -94,7 +94,11 @@ def cbs_selection(
     wf = w[alive].to(fisher.dtype).to(fisher.device)
     grads, blocks = alive_columns(fisher, alive)
     k = problem.k - fixed_count
-    if settings.start == "rmp":
+    groups = problem.groups()
+    if groups is not None:  # an N:M pattern: its magnitude mask, then swaps within groups
+        start = problem.lowest_k(w.abs())[alive].to(wf.device)
+        groups = groups[alive]
+    elif settings.start == "rmp":
         start = rmp_start(wf, k, settings.rmp_trials, problem.generator, loss_of_mask)
     else:
         start = magnitude_start(wf, k)
@@ -109,6 +113,7 @@ def cbs_selection(
         max_failures=settings.max_failures,
         max_passes=settings.max_passes,
         patience=settings.patience,
+        groups=groups,
     )
     report = SearchReport(
         best_pass=result.best_pass,
@@ -139,6 +144,7 @@ def alive_columns(fisher: EmpiricalFisher, alive: Tensor) -> tuple[Tensor, list[
 @register_update("cbs_u", needs_fisher=True, settings=UpdateSettings)
 def cbs_correction(problem: OneShotProblem, removed: Tensor, settings: UpdateSettings) -> Update:
     """The exact multi-weight OBS update for the removal set."""
+
     def solve(w: Tensor, fisher, removed: Tensor, gradient: Tensor | None):
         return cbs_update(w, fisher, removed, solver=settings.solver, gradient=gradient)
 

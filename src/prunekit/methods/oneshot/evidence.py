@@ -184,16 +184,18 @@ def init_scorer(
     seed: int,
     device: torch.device | str = "cpu",
 ) -> Callable[[str], Mask]:
-    """``scores(name, previous=None)``: the mask of a pruning-at-init score of ``model``
-    at ``sparsity`` on a class-balanced training sample (``samples_per_class`` of each
-    class); weights removed in ``previous`` stay removed."""
+    """``scores(name, previous=None, pattern=None)``: the mask of a pruning-at-init
+    score of ``model`` at ``sparsity`` (or with an N:M ``pattern``) on a class-balanced
+    training sample (``samples_per_class`` of each class); weights removed in
+    ``previous`` stay removed."""
 
-    def scores(name: str, previous: Mask | None = None) -> Mask:
+    def scores(name: str, previous: Mask | None = None, pattern: str | None = None) -> Mask:
         sample = class_balanced_batches(dataset, samples_per_class, 1, seed=seed)
         return score_and_mask(
             name,
             model,
-            sparsity,
+            None if pattern else sparsity,
+            pattern=pattern,
             data=[(x.to(device), y.to(device)) for x, y in sample],
             params=names,
             previous=previous,
@@ -256,6 +258,7 @@ def prune_with_evidence(
     settings: Iterable[object],
     seed: int,
     fixed_removed: Tensor | None = None,
+    pattern: str | None = None,
 ) -> OneShotResult:
     """:func:`prune_one_shot` on gathered evidence, its generator seeded with ``seed``."""
     estimate = evidence.fisher
@@ -271,4 +274,5 @@ def prune_with_evidence(
         settings=settings,
         generator=torch.Generator().manual_seed(seed),
         fixed_removed=fixed_removed,
+        pattern=pattern,
     )

@@ -14,8 +14,13 @@ def _init_score_selection(name: str):
     def select(problem: OneShotProblem, settings: None, update) -> Selection:
         if problem.init_scores is None:
             raise ConfigError(f"selection {name!r} needs init_scores: a scoring function")
-        previous = problem.fixed_mask()
-        mask = problem.init_scores(name, previous) if previous else problem.init_scores(name)
+        previous, pattern = problem.fixed_mask(), problem.pattern
+        if pattern is not None:
+            mask = problem.init_scores(name, previous, f"{pattern[0]}:{pattern[1]}")
+        elif previous is not None:
+            mask = problem.init_scores(name, previous)
+        else:
+            mask = problem.init_scores(name)
         return Selection(removed_from_mask(mask, problem.names))
 
     select.__doc__ = f"The {name} score of the trained weights (see prunekit.methods.init)."

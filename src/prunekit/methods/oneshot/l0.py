@@ -49,6 +49,11 @@ class L0Settings:
 def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selection:
     """IHT + backsolve + swaps on the local model, from magnitude/OBS warm starts."""
     fisher = problem.require_fisher("l0")
+    if problem.pattern is not None:
+        raise ConfigError(
+            "the l0 solver does not take N:M patterns yet; use cbs, woodfisher or "
+            "magnitude+cbs_u with --pattern"
+        )
     w = problem.weights.to(device=fisher.device, dtype=fisher.dtype)
     gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
     fixed = None if problem.fixed_removed is None else problem.fixed_removed.to(fisher.device)

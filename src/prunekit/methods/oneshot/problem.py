@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.errors import ConfigError
-from prunekit.masks import Mask
+from prunekit.masks import Mask, nm_flat_keep, nm_groups
 from prunekit.methods.oneshot.flat import mask_from_removed
 from prunekit.second_order import EmpiricalFisher, lowest_k_mask
 from prunekit.utils.types import WeightsLoss
@@ -33,6 +33,8 @@ class OneShotProblem:
       sparsity (SNIP, GraSP... computed on the trained weights).
     - ``fixed_removed``: weights that must stay removed (an earlier stage's removals);
       they count towards ``k``.
+    - ``pattern``: an N:M pattern (N kept in every M consecutive inputs of a row; see
+      ``masks.patterns``) the removal set must have; ``k`` is then the pattern's count.
     """
 
     model: nn.Module
@@ -46,6 +48,7 @@ class OneShotProblem:
     init_scores: Callable[..., Mask] | None = None
     generator: torch.Generator | None = None
     fixed_removed: Tensor | None = None
+    pattern: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         d = self.weights.numel()
@@ -65,12 +68,24 @@ class OneShotProblem:
                 )
 
     def lowest_k(self, scores: Tensor) -> Tensor:
-        """Removal mask (True = removed) of the k lowest ``scores``, earlier removals
-        (``fixed_removed``) first whatever their score; ties by position."""
+        """Removal mask (True = removed) of the k lowest ``scores`` (with a pattern: the
+        M − N lowest of every group), earlier removals (``fixed_removed``) first whatever
+        their score; ties by position."""
         if self.fixed_removed is not None:
             fixed = self.fixed_removed.to(scores.device)
             scores = torch.where(fixed, torch.full_like(scores, -torch.inf), scores)
+        if self.pattern is not None:
+            return ~nm_flat_keep(scores.cpu(), self.shapes, self.pattern).to(scores.device)
         return lowest_k_mask(scores, self.k)
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        """The shapes of the named parameters, in order."""
+        return [tuple(self.model.get_parameter(n).shape) for n in self.names]
+
+    def groups(self) -> Tensor | None:
+        """Each weight's N:M group (-1 outside patterned tensors), or None."""
+        return None if self.pattern is None else nm_groups(self.shapes, self.pattern[1])
 
     def fixed_mask(self) -> Mask | None:
         """``fixed_removed`` as a :class:`Mask` (True = kept), or None when empty."""

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from prunekit.errors import PrunekitError
-from prunekit.masks import Mask, count_to_remove
+from prunekit.errors import ConfigError, PrunekitError
+from prunekit.masks import Mask, check_nm, count_to_remove, nm_removed_count, parse_pattern
 from prunekit.methods.oneshot.flat import flatten_weights, mask_from_removed, unflatten
 from prunekit.methods.oneshot.problem import OneShotProblem
 from prunekit.methods.oneshot.registry import get_method, settings_for
@@ -23,7 +23,7 @@ def prune_one_shot(
     model: nn.Module,
     names: Sequence[str],
     method: str,
-    sparsity: float,
+    sparsity: float | None,
     *,
     fisher: EmpiricalFisher | None = None,
     training_loss: WeightsLoss | None = None,
@@ -32,6 +32,7 @@ def prune_one_shot(
     generator: torch.Generator | None = None,
     gradient: Tensor | None = None,
     fixed_removed: Tensor | None = None,
+    pattern: str | None = None,
 ) -> OneShotResult:
     """Prune ``model``'s parameters ``names`` to ``sparsity`` with ``method``: exactly
     round(s·d) of the d weights are removed; the model is not changed.
@@ -42,18 +43,32 @@ def prune_one_shot(
     update-scale choice); ``init_scores(name)`` returns the mask of a pruning-at-init
     score; ``settings`` holds the methods' settings objects (``CBSSettings``,
     ``UpdateSettings``...), defaults for any not given. See :class:`OneShotProblem` for
-    ``gradient`` and ``fixed_removed``. :func:`prunekit.methods.oneshot.prune_model`
+    ``gradient`` and ``fixed_removed``. With an N:M ``pattern`` (``"2:4"``) every
+    patterned tensor keeps N of every M consecutive inputs of each row (the others stay
+    dense); ``sparsity`` is then None or the pattern's. :func:`prunekit.methods.oneshot.prune_model`
     gathers all of this from a model and data in one call.
     """
     spec = get_method(method)
     settings = list(settings)
     weights = flatten_weights(model, names)
+    nm = None if pattern is None else parse_pattern(pattern)
+    if nm is None:
+        k = count_to_remove(sparsity, weights.numel())
+    else:
+        k = nm_removed_count([model.get_parameter(n).shape for n in names], nm)
+        if sparsity is not None and count_to_remove(sparsity, weights.numel()) != k:
+            raise ConfigError(
+                f"the {pattern} pattern removes {k} of {weights.numel()} weights "
+                f"(sparsity {k / weights.numel():.4g}); give no sparsity or that one"
+            )
+        sparsity = k / weights.numel()
     problem = OneShotProblem(
         model=model,
         names=names,
         weights=weights,
         sparsity=sparsity,
-        k=count_to_remove(sparsity, weights.numel()),
+        k=k,
+        pattern=nm,
         fisher=fisher,
         gradient=gradient,
         training_loss=training_loss,
@@ -81,6 +96,8 @@ def prune_one_shot(
         raise PrunekitError(
             f"internal error: selection {spec.selection.name} revived a removed weight"
         )
+    if nm is not None:
+        check_nm(mask_from_removed(removed, model, names), *nm)  # exact pattern, or an error
     started = time.perf_counter()
     updated = update(removed)
     update_seconds = time.perf_counter() - started
