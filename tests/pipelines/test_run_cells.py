@@ -140,12 +140,13 @@ def test_cell_settings_hash_is_order_free_and_edits_are_detected(tmp_path):
 def test_report_never_averages_cells_of_different_settings(oneshot_config, tmp_path):
     from prunekit.reports.collect import collect_results
 
-    run_oneshot(oneshot_config)
+    run_oneshot(replace(oneshot_config, seeds=[0, 1]))
+    assert {r["method"] for r in collect_results(tmp_path / "run")} == {"woodfisher"}
     run_oneshot(replace(oneshot_config, fisher=FisherSettings(samples=60, damp=0.1)))
     records = collect_results(tmp_path / "run")
-    assert len(records) == 2
-    labels = sorted(r["method"] for r in records)
-    assert labels[0] != labels[1] and all(label.startswith("woodfisher [") for label in labels)
+    assert len(records) == 3
+    labels = sorted({r["method"] for r in records})  # seeds share a label, settings do not
+    assert len(labels) == 2 and all(label.startswith("woodfisher [") for label in labels)
 
 
 def test_multistage_cells_write_their_stages_and_hash_the_schedule(oneshot_config, tmp_path):

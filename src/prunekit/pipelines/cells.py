@@ -56,6 +56,10 @@ TRAINING_FIELDS = frozenset(
 )
 
 
+# What tells the cells of one configuration apart (not part of ``settings_hash``).
+CELL_COORDINATES = frozenset({"method", "sparsity", "seed"})
+
+
 def file_digest(path: str | Path) -> str:
     """SHA-256 of a file's contents (a checkpoint's identity, whatever its path)."""
     digest = hashlib.sha256()
@@ -103,7 +107,11 @@ class Cell:
             return None  # an unreadable result is redone, never trusted
 
     def write_result(self, record: dict) -> dict:
-        record = {**record, "settings_hash": self.hash}
+        """Write ``result.json`` with ``settings_hash``: the hash of the settings less
+        the method, sparsity and seed, the same for every cell of one configuration
+        (reports never average cells of different ones)."""
+        variant = {k: v for k, v in self.settings.items() if k not in CELL_COORDINATES}
+        record = {**record, "settings_hash": settings_hash(variant)}
         write_json(self.result_path, record)
         return record
 

@@ -129,6 +129,7 @@ def prune_cell(
     record = {
         "model": config.model,
         "method": method,
+        **({"pattern": config.pattern} if config.pattern else {}),
         "sparsity": sparsity,
         "seed": seed,
         "top1": metrics["top1"],

@@ -50,11 +50,16 @@ def label_settings(records: list[dict]) -> list[dict]:
     """Records of one method computed with different settings are never averaged
     together: when a method has cells of several settings hashes, its name gets the
     hash, ``cbs [3fa2c1]``."""
+    named = []
+    for record in records:  # an N:M pattern is part of the method's name in tables
+        if record.get("pattern"):
+            record = {**record, "method": f"{record['method']} ({record['pattern']})"}
+        named.append(record)
     hashes: dict[str, set] = {}
-    for record in records:
+    for record in named:
         hashes.setdefault(str(record["method"]), set()).add(record.get("settings_hash"))
     out = []
-    for record in records:
+    for record in named:
         if len(hashes[str(record["method"])]) > 1:
             tag = (record.get("settings_hash") or "unhashed")[:6]
             record = {**record, "method": f"{record['method']} [{tag}]"}
