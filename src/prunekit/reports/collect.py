@@ -51,9 +51,11 @@ def label_settings(records: list[dict]) -> list[dict]:
     together: when a method has cells of several settings hashes, its name gets the
     hash, ``cbs [3fa2c1]``."""
     named = []
-    for record in records:  # an N:M pattern is part of the method's name in tables
+    for record in records:  # a pattern or stages are part of the method's name in tables
         if record.get("pattern"):
             record = {**record, "method": f"{record['method']} ({record['pattern']})"}
+        if record.get("stages"):
+            record = {**record, "method": f"{record['method']}, {record['stages']} stages"}
         named.append(record)
     hashes: dict[str, set] = {}
     for record in named:
