@@ -1,0 +1,88 @@
+"""Multi-stage one-shot pruning of MLPNet against single-stage CBS, measured in one run:
+wall time and peak memory (each configuration in its own child process, so its
+``ru_maxrss`` is its own), with m gradients of the CBS checkpoint on MNIST.
+
+    python benchmarks/bench_multistage.py --m 10000 --sparsities 0.9 0.98 \\
+        --out benchmarks/results/multistage_mlpnet_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def one(method: str, stages: int, sparsity: float, m: int, damp: float, threads: int) -> dict:
+    import torch
+    from torch.utils.data import Subset
+
+    from prunekit.checkpoints import load_pretrained
+    from prunekit.data import get_dataset
+    from prunekit.masks import prunable_parameters
+    from prunekit.methods.oneshot import CBSSettings, FisherSettings
+    from prunekit.methods.oneshot.evidence import sample_order
+    from prunekit.methods.oneshot.multistage import StageSettings, prune_in_stages
+
+    torch.set_num_threads(threads)
+    model = load_pretrained("mlpnet", SHARED / "checkpoints" / "mnist_25_epoch_93.97.ckpt")
+    train = get_dataset("mnist", root=SHARED / "data" / "mnist", train=True)
+    train = Subset(train, sample_order(train, 0)[5000:])  # as with --validation-size 5000
+    started = time.perf_counter()
+    out = prune_in_stages(
+        model.eval(), list(prunable_parameters(model)), method, sparsity, train,
+        stages=StageSettings(count=stages), fisher=FisherSettings(samples=m, damp=damp),
+        loss_samples=10000, settings=[CBSSettings()],
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB → GiB
+    return {"method": method, "stages": stages, "sparsity": sparsity, "m": m,
+            "seconds": seconds, "peak_rss_gib": peak,
+            "evidence_seconds": sum(r.evidence_seconds for r in out.stages),
+            "prune_seconds": sum(r.prune_seconds for r in out.stages)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--m", type=int, default=10000)
+    parser.add_argument("--damp", type=float, default=1e-2)
+    parser.add_argument("--stages", type=int, default=15)
+    parser.add_argument("--method", default="l0")
+    parser.add_argument("--sparsities", type=float, nargs="+", default=[0.9, 0.98])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--one", nargs=3, metavar=("METHOD", "STAGES", "SPARSITY"))
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.one:
+        method, stages, sparsity = args.one
+        print(json.dumps(one(method, int(stages), float(sparsity), args.m, args.damp,
+                             args.threads)))  # fmt: skip
+        return
+    rows = []
+    for sparsity in args.sparsities:
+        pair = {}
+        for method, stages in (("cbs", 1), (args.method, args.stages)):
+            done = subprocess.run(
+                [sys.executable, __file__, "--one", method, str(stages), str(sparsity),
+                 "--m", str(args.m), "--damp", str(args.damp), "--threads", str(args.threads)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            pair[stages > 1] = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append({
+            "sparsity": sparsity, "single_stage_cbs": pair[False], "multi_stage": pair[True],
+            "time_ratio": pair[True]["seconds"] / pair[False]["seconds"],
+            "memory_ratio": pair[True]["peak_rss_gib"] / pair[False]["peak_rss_gib"],
+        })  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
