@@ -26,10 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "second_order"))
 
-from second_order_reference import dense_fisher, exhaustive_optimum  # noqa: E402
+from second_order_reference import exhaustive_optimum  # noqa: E402
+from second_order_reference import random_instance as instance  # noqa: E402
 
 from prunekit.second_order import (  # noqa: E402
-    EmpiricalFisher,
     cbs_select,
     cbs_update,
     l0_solve,
@@ -37,29 +37,6 @@ from prunekit.second_order import (  # noqa: E402
     woodfisher_select,
 )
 from prunekit.second_order.local_model import newton_point  # noqa: E402
-
-
-def instance(seed: int, with_gradient: bool):
-    """A random instance: d in 10..14, m in 3..20, one or two blocks, λ in 1e-3..1e-1,
-    gradients with a shared factor (correlated columns) half of the time."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def draw(lo: int, hi: int) -> int:
-        return int(torch.randint(lo, hi + 1, (1,), generator=generator))
-
-    d, m = draw(10, 14), draw(3, 20)
-    grads = torch.randn(m, d, generator=generator, dtype=torch.float64)
-    if seed % 2:
-        mixing = torch.randn(d, d, generator=generator, dtype=torch.float64)
-        grads = grads + 0.7 * grads @ mixing / d**0.5
-    split = draw(3, d - 3)
-    blocks = [(0, d)] if seed % 3 else [(0, split), (split, d)]
-    damp = 10.0 ** float(torch.empty(1).uniform_(-3, -1, generator=generator))
-    w = torch.randn(d, generator=generator, dtype=torch.float64)
-    gradient = grads.mean(0) if with_gradient else None
-    k = draw(2, d - 2)
-    fisher = EmpiricalFisher(grads, damp, blocks, dtype=torch.float64)
-    return w, grads, fisher, dense_fisher(grads, damp, blocks), gradient, k
 
 
 def exact_objective(w, fisher, removed, gradient) -> float:

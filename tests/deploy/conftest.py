@@ -5,27 +5,10 @@ A ranking of VGG-19's 20M weights takes seconds; a Bernoulli mask is instant.
 
 import pytest
 import torch
+from deploy_models import MODEL_INPUTS  # noqa: F401  (the fixtures use it)
 
 from prunekit.masks import Mask, prunable_parameters
 from prunekit.models import create_model
-
-# (model, small input shape): VGG-19 on 16x16 images keeps the tests fast.
-MODEL_INPUTS = {
-    "mlpnet": (1, 28, 28),
-    "lenet_300_100": (1, 28, 28),
-    "lenet5_caffe": (1, 28, 28),
-    "vgg19": (3, 16, 16),
-    "resnet20": (3, 32, 32),
-}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models: one thread avoids OpenMP spin-waiting on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _perturb_batch_norm(model: torch.nn.Module, generator: torch.Generator) -> None:

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 import torch
-from conftest import MODEL_INPUTS
+from deploy_models import MODEL_INPUTS
 from safetensors.torch import save_file
 
 from prunekit.deploy import (

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import MODEL_INPUTS
+from deploy_models import MODEL_INPUTS
 from torch import nn
 
 from prunekit.deploy import SparseConv2d, SparseLinear, sparse_layers, sparsify_for_inference

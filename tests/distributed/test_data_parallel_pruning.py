@@ -2,7 +2,7 @@
 single-process ones on the same samples; every rank holds the same mask, bit for bit.
 
 Tolerance: sharded scores sum the processes' parts in another order than one process
-does, so they agree to float32 rounding (rtol 1e-5, atol 1e-7 of the largest score)."""
+does, so they agree to float32 rounding (rtol 1e-5, atol 1e-6 of the largest score)."""
 
 import pytest
 import torch
@@ -84,7 +84,7 @@ def test_two_processes_score_and_prune_like_one(tmp_path):
         for name, value in single[kind].items():
             scale = float(value.abs().max())
             for rank in ranks:
-                torch.testing.assert_close(rank[kind][name], value, rtol=1e-5, atol=1e-7 * scale)
+                torch.testing.assert_close(rank[kind][name], value, rtol=1e-5, atol=1e-6 * scale)
     alone = oneshot(net)
     for rank in ranks:
         for name, kept in alone.mask.items():

@@ -4,6 +4,8 @@ import itertools
 
 import torch
 
+from prunekit.second_order import EmpiricalFisher
+
 
 def dense_fisher(grads, damp, blocks):
     """F = λI + GᵀG/m with the entries between different blocks set to zero."""
@@ -62,3 +64,26 @@ def exhaustive_optimum(fisher, w, k, gradient=None, fixed_removed=None):
     removed = torch.zeros(d, dtype=torch.bool)
     removed[sets[best]] = True
     return removed, values[best].item()
+
+
+def random_instance(seed, with_gradient, d=None):
+    """d in 10..14 (or given), m in 3..20, one or two blocks, λ in [1e-3, 1e-1], the
+    gradients' columns correlated through a random mixing for odd seeds."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(lo, hi):
+        return int(torch.randint(lo, hi + 1, (1,), generator=generator))
+
+    d = d or draw(10, 14)
+    m = draw(3, 20)
+    grads = torch.randn(m, d, generator=generator, dtype=torch.float64)
+    if seed % 2:
+        mixing = torch.randn(d, d, generator=generator, dtype=torch.float64)
+        grads = grads + 0.7 * grads @ mixing / d**0.5
+    split = draw(3, d - 3)
+    blocks = [(0, d)] if seed % 3 else [(0, split), (split, d)]
+    damp = 10.0 ** float(torch.empty(1).uniform_(-3, -1, generator=generator))
+    w = torch.randn(d, generator=generator, dtype=torch.float64)
+    gradient = grads.mean(0) if with_gradient else None
+    fisher = EmpiricalFisher(grads, damp, blocks, dtype=torch.float64)
+    return w, grads, fisher, dense_fisher(grads, damp, blocks), gradient, draw(2, d - 2)
