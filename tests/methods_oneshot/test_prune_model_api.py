@@ -99,3 +99,9 @@ def test_dataloader_and_dataset_are_accepted_and_bad_data_is_refused():
         prune_model(net, "woodfisher", 0.5, (x, y), fisher=FisherSettings(samples=500))
     with pytest.raises(ConfigError, match="unknown one-shot selection"):
         prune_model(net, "magnitud", 0.5, (x, y))
+
+
+def test_unknown_parameter_names_are_refused_naming_the_real_ones():
+    net = trained_net()
+    with pytest.raises(ConfigError, match="no parameter.*fc9.weight.*conv.weight"):
+        prune_one_shot(net, ["fc9.weight"], "magnitude", 0.5)

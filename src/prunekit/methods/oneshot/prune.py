@@ -19,6 +19,18 @@ from prunekit.second_order import EmpiricalFisher
 from prunekit.utils.types import WeightsLoss
 
 
+def check_parameter_names(model: nn.Module, names: Sequence[str]) -> None:
+    """ConfigError naming the parameters ``model`` does not have, and the ones it has."""
+    own = dict(model.named_parameters())
+    unknown = [n for n in names if n not in own]
+    if unknown:
+        raise ConfigError(
+            f"the model has no parameter(s) {unknown[:4]}; its parameters: {list(own)[:12]}"
+        )
+    if not names:
+        raise ConfigError("no parameters to prune: give at least one name")
+
+
 def prune_one_shot(
     model: nn.Module,
     names: Sequence[str],
@@ -50,6 +62,7 @@ def prune_one_shot(
     """
     spec = get_method(method)
     settings = list(settings)
+    check_parameter_names(model, names)
     weights = flatten_weights(model, names)
     nm = None if pattern is None else parse_pattern(pattern)
     if nm is None:
