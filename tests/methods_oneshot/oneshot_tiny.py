@@ -34,3 +34,16 @@ def training_loss(model, names, x, y):
             return float(nn.functional.cross_entropy(scratch(x), y))
 
     return loss
+
+
+def dense_kkt_update(w, grads, damp, removed, gradient=None):
+    """δ and F of the exact update from the dense KKT system, F = λI + GᵀG/m:
+    [F E; Eᵀ 0][δ; μ] = [−ḡ; −w_Q] (ḡ = 0 without ``gradient``)."""
+    d, q = w.numel(), removed.nonzero().flatten()
+    fisher = damp * torch.eye(d, dtype=torch.float64) + grads.T @ grads / grads.shape[0]
+    e = torch.zeros(d, len(q), dtype=torch.float64)
+    e[q, torch.arange(len(q))] = 1.0
+    kkt = torch.zeros(d + len(q), d + len(q), dtype=torch.float64)
+    kkt[:d, :d], kkt[:d, d:], kkt[d:, :d] = fisher, e, e.T
+    g = torch.zeros(d, dtype=torch.float64) if gradient is None else gradient
+    return torch.linalg.solve(kkt, torch.cat([-g, -w[q]]))[:d], fisher

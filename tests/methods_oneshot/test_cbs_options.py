@@ -3,7 +3,7 @@ the update applied, against independent dense computations on a tiny network."""
 
 import pytest
 import torch
-from oneshot_tiny import tiny_problem, training_loss
+from oneshot_tiny import dense_kkt_update, tiny_problem, training_loss
 
 from prunekit.errors import ConfigError
 from prunekit.methods.oneshot import CBSSettings, UpdateSettings, prune_one_shot
@@ -23,16 +23,8 @@ def removed_of(result, names):
 
 
 def dense_obs_correction(w, grads, removed):
-    """δ of the exact multi-weight OBS update from the dense KKT system
-    [F E; Eᵀ 0][δ; μ] = [0; −w_Q], F = λI + GᵀG/m."""
-    d, q = w.numel(), removed.nonzero().flatten()
-    fisher = DAMP * torch.eye(d, dtype=torch.float64) + grads.T @ grads / grads.shape[0]
-    e = torch.zeros(d, len(q), dtype=torch.float64)
-    e[q, torch.arange(len(q))] = 1.0
-    kkt = torch.zeros(d + len(q), d + len(q), dtype=torch.float64)
-    kkt[:d, :d], kkt[:d, d:], kkt[d:, :d] = fisher, e, e.T
-    rhs = torch.cat([torch.zeros(d, dtype=torch.float64), -w[q]])
-    return torch.linalg.solve(kkt, rhs)[:d], fisher
+    """δ of the exact multi-weight OBS update from the dense KKT system, and F."""
+    return dense_kkt_update(w, grads, DAMP, removed)
 
 
 @pytest.mark.parametrize("scale", [0.0, 0.5, 1.0, 1.3])

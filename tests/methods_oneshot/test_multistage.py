@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from oneshot_tiny import tiny_problem
+from oneshot_tiny import dense_kkt_update, tiny_problem
 from test_prune_model_api import trained_net, users_data
 
 from prunekit.errors import ConfigError
@@ -102,13 +102,7 @@ def test_first_order_update_is_the_kkt_optimum():
     result = prune_one_shot(model, names, "magnitude+cbs_u", 0.5, fisher=fisher, gradient=g)
     w = flatten_weights(model, names)
     removed = torch.cat([~result.mask[n].reshape(-1) for n in names])
-    d, q = w.numel(), removed.nonzero().flatten()
-    F = damp * torch.eye(d, dtype=torch.float64) + grads.T @ grads / grads.shape[0]
-    E = torch.zeros(d, len(q), dtype=torch.float64)
-    E[q, torch.arange(len(q))] = 1.0
-    kkt = torch.zeros(d + len(q), d + len(q), dtype=torch.float64)
-    kkt[:d, :d], kkt[:d, d:], kkt[d:, :d] = F, E, E.T
-    delta = torch.linalg.solve(kkt, torch.cat([-g, -w[q]]))[:d]
+    delta, F = dense_kkt_update(w, grads, damp, removed, g)
     new_w = torch.cat([result.weights[n].reshape(-1) for n in names])
     torch.testing.assert_close(new_w, w + delta, atol=1e-9, rtol=1e-7)
     predicted = g @ delta + 0.5 * delta @ F @ delta

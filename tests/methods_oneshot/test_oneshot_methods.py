@@ -3,7 +3,7 @@ update, against independent computations on a tiny network."""
 
 import pytest
 import torch
-from oneshot_tiny import tiny_problem, training_loss
+from oneshot_tiny import dense_kkt_update, tiny_problem, training_loss
 
 from prunekit.errors import ConfigError
 from prunekit.methods.oneshot import CBSSettings, get_method, prune_one_shot
@@ -72,14 +72,7 @@ def test_cbs_u_after_magnitude_equals_kkt_solution():
     result = prune_one_shot(model, names, "magnitude+cbs_u", 0.5, fisher=fisher)
     w = flatten_weights(model, names)
     removed = torch.cat([~result.mask[n].reshape(-1) for n in names])
-    d, q = w.numel(), removed.nonzero().flatten()
-    F = damp * torch.eye(d, dtype=torch.float64) + grads.T @ grads / grads.shape[0]
-    E = torch.zeros(d, len(q), dtype=torch.float64)
-    E[q, torch.arange(len(q))] = 1.0
-    kkt = torch.zeros(d + len(q), d + len(q), dtype=torch.float64)
-    kkt[:d, :d], kkt[:d, d:], kkt[d:, :d] = F, E, E.T
-    rhs = torch.cat([torch.zeros(d, dtype=torch.float64), -w[q]])
-    delta = torch.linalg.solve(kkt, rhs)[:d]
+    delta, F = dense_kkt_update(w, grads, damp, removed)
     new_w = torch.cat([result.weights[n].reshape(-1) for n in names])
     torch.testing.assert_close(new_w, w + delta, atol=1e-9, rtol=1e-7)
     predicted = 0.5 * delta @ F @ delta
