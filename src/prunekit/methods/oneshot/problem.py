@@ -102,11 +102,6 @@ class OneShotProblem:
             raise ConfigError(f"{method} needs an empirical Fisher (gradient samples)")
         return self.fisher
 
-    def require_gradient(self, method: str) -> Tensor:
-        if self.gradient is None:
-            raise ConfigError(f"{method} needs the mean training gradient (gradient samples)")
-        return self.gradient
-
     def require_training_loss(self, method: str) -> WeightsLoss:
         if self.training_loss is None:
             raise ConfigError(f"{method} needs training_loss: the real loss on training data")

@@ -37,7 +37,6 @@ class RegisteredFunction:
         return self.function(*args)
 
 
-SelectionMethod = UpdateMethod = RegisteredFunction
 SELECTIONS: dict[str, RegisteredFunction] = {}
 UPDATES: dict[str, RegisteredFunction] = {}
 PRESETS: dict[str, tuple[str, str]] = {}
@@ -79,8 +78,8 @@ class MethodSpec:
     """A resolved one-shot method: its canonical name and its two registered parts."""
 
     name: str
-    selection: SelectionMethod
-    update: UpdateMethod
+    selection: RegisteredFunction
+    update: RegisteredFunction
 
     @property
     def needs_fisher(self) -> bool:
