@@ -60,10 +60,19 @@ def test_blocks_with_nothing_or_everything_removed():
         assert torch.all(result.delta[4:9] == 0)
 
 
-def test_choose_solver_takes_smallest_system():
-    assert choose_solver(num_removed=5, num_kept=100, num_samples=50) == "removed"
-    assert choose_solver(num_removed=500, num_kept=100, num_samples=50) == "gram"
-    assert choose_solver(num_removed=500, num_kept=10, num_samples=50) == "kept"
+def test_choose_solver_takes_fewest_operations():
+    # few newly removed weights and a computed factor: the removed route is nearly free
+    assert choose_solver(5, 100, 50, factor_ready=True) == "removed"
+    # without the factor, forming it (as m×m) costs more than the Gram system
+    assert choose_solver(5, 100, 50, factor_ready=False) == "gram"
+    assert choose_solver(500, 100, 50) == "gram"
+    assert choose_solver(500, 10, 50) == "kept"
+    # the multi-stage case: 2,000 newly removed of 30,000, m = 10,000
+    assert choose_solver(2000, 28000, 10000) == "gram"
+    assert choose_solver(2000, 28000, 10000, factor_ready=True) == "removed"
+    # late stages and single-stage high sparsity: fewer kept weights than samples
+    assert choose_solver(1000, 9000, 10000) == "kept"
+    assert choose_solver(30000, 3400, 10000) == "kept"
 
 
 def test_forced_solver_respects_memory_limit():
@@ -79,3 +88,45 @@ def test_exact_update_never_predicts_more_loss_than_woodfisher():
         removed = random_mask(count, seed=count)
         exact = cbs_update(w, fisher, removed).loss_change
         assert exact <= woodfisher_update(w, fisher, removed).loss_change * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("blocks", [one_block(D), [(0, 4), (4, 9), (9, D)]])
+@pytest.mark.parametrize("first_order", [False, True])
+def test_removed_weights_already_zero_are_solved_on_the_others_only(blocks, first_order):
+    # an earlier stage's removals (zero, removed again) drop out of the problem: the
+    # result equals the dense KKT solve with all removed weights held at -w (= 0 there)
+    w, fisher, dense = problem(6, blocks, seed=3)
+    settled = torch.zeros(D, dtype=torch.bool)
+    settled[[0, 1, 2, 3, 7, 11]] = True  # block 0 settled entirely
+    w[settled] = 0.0
+    removed = settled.clone()
+    removed[[5, 12]] = True
+    gradient = torch.randn(D, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    gradient = gradient if first_order else None
+    q = removed.nonzero().flatten()
+    r = (~removed).nonzero().flatten()
+    expected = torch.zeros(D, dtype=torch.float64)
+    expected[q] = -w[q]
+    rhs = -dense[r][:, q] @ expected[q] - (0 if gradient is None else gradient[r])
+    expected[r] = torch.linalg.solve(dense[r][:, r], rhs)
+    for solver in SOLVERS:
+        result = cbs_update(w, fisher, removed, solver=solver, gradient=gradient)
+        torch.testing.assert_close(result.delta, expected, rtol=1e-8, atol=1e-10)
+        value = 0.5 * expected @ dense @ expected
+        if gradient is not None:
+            value = value + gradient @ expected
+        assert result.loss_change == pytest.approx(value.item(), rel=1e-8)
+
+
+def test_restricted_fisher_is_the_submatrix_and_is_shared():
+    blocks = [(0, 4), (4, 9), (9, D)]
+    _w, fisher, dense = problem(6, blocks, seed=4)
+    keep = torch.ones(D, dtype=torch.bool)
+    keep[[0, 1, 2, 3, 6]] = False  # block 0 disappears
+    sub = fisher.restricted(keep)
+    assert sub.blocks == [(0, 4), (4, 9)]
+    index = keep.nonzero().flatten()
+    eye = torch.eye(len(index), dtype=torch.float64)
+    torch.testing.assert_close(sub.matvec(eye), dense[index][:, index])
+    assert fisher.restricted(keep.clone()) is sub
+    assert fisher.restricted(torch.ones(D, dtype=torch.bool)) is fisher

@@ -10,7 +10,7 @@ problem splits into one independent problem per block). Three equivalent routes:
   identity (λI + G_RᵀG_R/m)⁻¹G_Rᵀ = m G_Rᵀ(mλI + G_RG_Rᵀ)⁻¹, and F_RQ w_Q = G_Rᵀh/m
   with h = G_Q w_Q, so δw_R = G_Rᵀ (mλI + G_RG_Rᵀ)⁻¹ h (no cancellation).
 
-``"auto"`` picks, per block, the route whose system is smallest among |Q|, |R| and m.
+``"auto"`` picks, per block, the route with the fewest operations (``choose_solver``).
 The predicted loss change is ½ w_Qᵀ[(F⁻¹)_QQ]⁻¹w_Q, computed as ½ δwᵀFδw (equal at the
 optimum, and never negative).
 
@@ -42,10 +42,23 @@ from prunekit.second_order.obs import WeightUpdate, _check_mask
 Solver = Literal["removed", "kept", "gram", "auto"]
 
 
-def choose_solver(num_removed: int, num_kept: int, num_samples: int) -> str:
-    """The route with the smallest system: ties prefer kept, then gram, then removed."""
-    sizes = {"kept": num_kept, "gram": num_samples, "removed": num_removed}
-    return min(sizes, key=lambda name: sizes[name])
+def choose_solver(
+    num_removed: int, num_kept: int, num_samples: int, factor_ready: bool = False
+) -> str:
+    """The route with the fewest floating-point operations for one block (|Q| removed,
+    |R| kept, m gradients): ``kept`` forms G_RᵀG_R (m|R|²) and factors it (|R|³/3);
+    ``gram`` forms G_RG_Rᵀ (m²|R|) and factors it (m³/3); ``removed`` needs the block's
+    F⁻¹ factor (free when ``factor_ready``, else min(m, B)·m·B for B = |Q| + |R|), then
+    m²|Q| + m|Q|² for (F⁻¹)_QQ and |Q|³/3. Ties prefer kept, then gram, then removed."""
+    q, r, m = float(num_removed), float(num_kept), float(num_samples)
+    size = q + r
+    factor = 0.0 if factor_ready else min(m, size) * m * size + min(m, size) ** 3 / 3
+    costs = {
+        "kept": m * r * r + r**3 / 3,
+        "gram": m * m * r + m**3 / 3,
+        "removed": factor + m * min(m, size) * q + m * q * q + q**3 / 3,
+    }
+    return min(costs, key=lambda name: costs[name])
 
 
 def cbs_update(
@@ -65,6 +78,36 @@ def cbs_update(
     removed = _check_mask(removed, fisher.dim).to(fisher.device)
     w = w.to(device=fisher.device, dtype=fisher.dtype)
     gradient = check_gradient(gradient, fisher)
+    # A removed weight that is already zero (an earlier stage's removal) is held at
+    # δ = 0, which is the same as dropping its coordinate: solve on the others only, so
+    # the systems are sized by the newly removed and the kept weights.
+    settled = removed & (w == 0)
+    if bool(settled.any()) and not bool(settled.all()):
+        active = ~settled
+        inner = _solve_blocks(
+            w[active],
+            fisher.restricted(active),
+            removed[active],
+            solver,
+            None if gradient is None else gradient[active],
+        )
+        delta = torch.zeros_like(w)
+        delta[active] = inner
+    else:
+        delta = _solve_blocks(w, fisher, removed, solver, gradient)
+    weights = w + delta
+    weights[removed] = 0.0
+    return WeightUpdate(weights, delta, local_change(delta, fisher, gradient))
+
+
+def _solve_blocks(
+    w: Tensor,
+    fisher: EmpiricalFisher,
+    removed: Tensor,
+    solver: Solver,
+    gradient: Tensor | None,
+) -> Tensor:
+    """δw of the constrained problem, block by block (see the module docstring)."""
     delta = torch.zeros_like(w)
     m = fisher.num_samples
     item = w.element_size()
@@ -77,7 +120,9 @@ def cbs_update(
                 delta[start:end] = -fisher.block_inverse_matvec(b, gradient[start:end])
             continue
         w_q = w[start:end][q]
-        route = choose_solver(len(q), len(r), m) if solver == "auto" else solver
+        route = (
+            choose_solver(len(q), len(r), m, fisher.has_factor(b)) if solver == "auto" else solver
+        )
         if len(r) == 0:
             route = "none"
         size = {"removed": len(q), "kept": len(r), "gram": m, "none": 0}[route]
@@ -104,9 +149,11 @@ def cbs_update(
                 block_delta[r] = -(newton_step + fisher.block_inverse_matvec(b, e_q))[r]
         elif route in ("kept", "gram"):
             g = fisher.block_grads(b)
-            g_r = g[:, r]
-            h = g[:, q] @ w_q
+            w_removed = torch.zeros(end - start, dtype=w.dtype, device=w.device)
+            w_removed[q] = w_q
+            h = g @ w_removed  # G_Q w_Q without copying G_Q
             if route == "kept":
+                g_r = g[:, r]
                 system = g_r.T @ g_r / m
                 system.diagonal().add_(fisher.damp)
                 rhs = g_r.T @ h / m
@@ -116,15 +163,26 @@ def cbs_update(
                 factor = cholesky_or_raise(system, "F_RR")
                 block_delta[r] = torch.cholesky_solve(rhs, factor)[:, 0]
             else:
-                kernel = g_r @ g_r.T
+                kernel = column_gram(g, r)
                 kernel.diagonal().add_(m * fisher.damp)
                 factor = cholesky_or_raise(kernel, "mλI + G_RG_Rᵀ")
                 if gradient is None:
-                    block_delta[r] = g_r.T @ torch.cholesky_solve(h[:, None], factor)[:, 0]
+                    solved = torch.cholesky_solve(h[:, None], factor)[:, 0]
+                    block_delta[r] = (g.T @ solved)[r]
                 else:
-                    scaled = gradient[start:end][r] / fisher.damp
-                    rhs = (h + g_r @ scaled)[:, None]
-                    block_delta[r] = g_r.T @ torch.cholesky_solve(rhs, factor)[:, 0] - scaled
-    weights = w + delta
-    weights[removed] = 0.0
-    return WeightUpdate(weights, delta, local_change(delta, fisher, gradient))
+                    scaled = torch.zeros_like(w_removed)
+                    scaled[r] = gradient[start:end][r] / fisher.damp
+                    rhs = (h + g @ scaled)[:, None]
+                    solved = torch.cholesky_solve(rhs, factor)[:, 0]
+                    block_delta[r] = (g.T @ solved)[r] - scaled[r]
+    return delta
+
+
+def column_gram(g: Tensor, columns: Tensor, chunk: int = 4096) -> Tensor:
+    """G_C G_Cᵀ (m×m) for the columns C of ``g``, copying at most ``chunk`` of them at a
+    time (G_C itself would be as large as G)."""
+    kernel = torch.zeros(g.shape[0], g.shape[0], dtype=g.dtype, device=g.device)
+    for lo in range(0, len(columns), chunk):
+        piece = g[:, columns[lo : lo + chunk]]
+        kernel.addmm_(piece, piece.T)
+    return kernel

@@ -170,6 +170,8 @@ class EmpiricalFisher:
         dtype: compute dtype (G is converted if needed); default float32.
         memory_limit: bytes the factors may use; default 80% of available memory.
         method: "auto" (cheaper per block), "woodbury" or "explicit" for every block.
+        check_finite: refuse G with NaN/Inf entries (one pass over G; off only for
+            columns of an already checked G).
 
     Factors are computed lazily, block by block, and cached. Raises ResourceError
     before computing anything when the estimate exceeds the limit.
@@ -189,6 +191,7 @@ class EmpiricalFisher:
         dtype: torch.dtype = torch.float32,
         memory_limit: int | None = None,
         method: Literal["auto", "woodbury", "explicit"] = "auto",
+        check_finite: bool = True,
     ) -> None:
         if grads.dim() != 2:
             raise ConfigError(f"grads must be an (m, d) matrix, got shape {tuple(grads.shape)}")
@@ -201,7 +204,7 @@ class EmpiricalFisher:
             raise ConfigError("need at least one gradient sample")
         if not math.isfinite(float(damp)):
             raise ConfigError(f"the dampening must be finite, got {damp}")
-        if grads.is_floating_point() and not bool(torch.isfinite(grads).all()):
+        if check_finite and grads.is_floating_point() and not bool(torch.isfinite(grads).all()):
             raise NonFiniteError(
                 f"Fisher: {int((~torch.isfinite(grads)).sum())} gradient entries are NaN/Inf; "
                 "the model's weights or the samples are not finite (check them first)"
@@ -227,6 +230,7 @@ class EmpiricalFisher:
         ]
         self._factors: list[Tensor | None] = [None] * len(self.blocks)
         self._inverse_diagonal: Tensor | None = None
+        self._restricted: tuple[Tensor, EmpiricalFisher] | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -235,6 +239,37 @@ class EmpiricalFisher:
     @property
     def device(self) -> torch.device:
         return self.grads.device
+
+    def restricted(self, keep: Tensor) -> EmpiricalFisher:
+        """The Fisher of the coordinates marked True in ``keep`` (F_KK, same λ and m):
+        G's columns of them, the blocks renumbered over them (blocks left empty are
+        dropped). A coordinate held at δ = 0 drops out of any problem on F exactly."""
+        keep = keep.to(self.device)
+        if keep.dtype != torch.bool or keep.shape != (self.dim,):
+            raise ConfigError(f"keep must be a bool tensor of length {self.dim}")
+        if bool(keep.all()):
+            return self
+        if not bool(keep.any()):
+            raise ConfigError("cannot restrict the Fisher to no coordinates")
+        cached = self._restricted
+        if cached is not None and torch.equal(cached[0], keep):
+            return cached[1]  # the selection and the update of a stage share one copy
+        blocks, start = [], 0
+        for s, e in self.blocks:
+            size = int(keep[s:e].sum())
+            if size:
+                blocks.append((start, start + size))
+                start += size
+        sub = EmpiricalFisher(
+            self.grads[:, keep],
+            self.damp,
+            blocks,
+            dtype=self.dtype,
+            memory_limit=self.memory_limit,
+            check_finite=False,  # columns of a checked G
+        )
+        self._restricted = (keep.clone(), sub)
+        return sub
 
     # -- per block ---------------------------------------------------------------
 
@@ -274,6 +309,10 @@ class EmpiricalFisher:
         out = out / self.damp
         return out[:, 0] if column else out
 
+    def has_factor(self, b: int) -> bool:
+        """Whether block ``b``'s factor is computed already (cached)."""
+        return self._factors[b] is not None
+
     def block_inverse_submatrix(self, b: int, rows: Tensor, cols: Tensor) -> Tensor:
         """(F_b⁻¹)[rows, cols] for local (within-block) index tensors."""
         factor = self.block_factor(b)
@@ -281,7 +320,8 @@ class EmpiricalFisher:
             return factor[rows][:, cols]
         g = self.block_grads(b)
         z_rows = torch.linalg.solve_triangular(factor, g[:, rows], upper=False)
-        z_cols = torch.linalg.solve_triangular(factor, g[:, cols], upper=False)
+        same = rows.shape == cols.shape and bool(torch.equal(rows, cols))
+        z_cols = z_rows if same else torch.linalg.solve_triangular(factor, g[:, cols], upper=False)
         out = -(z_rows.T @ z_cols)
         out += (rows[:, None] == cols[None, :]).to(out.dtype)
         return out / self.damp

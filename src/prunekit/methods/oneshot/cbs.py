@@ -24,7 +24,6 @@ from prunekit.methods.oneshot.registry import (
 from prunekit.methods.oneshot.results import SearchPass, SearchReport, Selection, Update
 from prunekit.methods.oneshot.update import UpdateSettings, second_order_update
 from prunekit.second_order import (
-    EmpiricalFisher,
     cbs_select,
     cbs_update,
     magnitude_start,
@@ -92,7 +91,8 @@ def cbs_selection(
         return float(training_loss(new_w))
 
     wf = w[alive].to(fisher.dtype).to(fisher.device)
-    grads, blocks = alive_columns(fisher, alive)
+    restricted = fisher.restricted(alive.to(fisher.device))
+    grads, blocks = restricted.grads, restricted.blocks
     k = problem.k - fixed_count
     groups = problem.groups()
     if groups is not None:  # an N:M pattern: its magnitude mask, then swaps within groups
@@ -124,21 +124,6 @@ def cbs_selection(
         ],
     )
     return Selection(full_mask(result.removed), report)
-
-
-def alive_columns(fisher: EmpiricalFisher, alive: Tensor) -> tuple[Tensor, list[tuple[int, int]]]:
-    """The gradient columns of the ``alive`` weights and the Fisher's blocks renumbered
-    over them (blocks left empty are dropped)."""
-    if bool(alive.all()):
-        return fisher.grads, list(fisher.blocks)
-    alive = alive.to(fisher.device)
-    blocks, start = [], 0
-    for s, e in fisher.blocks:
-        size = int(alive[s:e].sum())
-        if size:
-            blocks.append((start, start + size))
-            start += size
-    return fisher.grads[:, alive], blocks
 
 
 @register_update("cbs_u", needs_fisher=True, settings=UpdateSettings)

@@ -163,12 +163,7 @@ def estimate_fisher(
         local = per_sample_gradients(model, names, x[rows], y[rows])
     else:
         local = minibatch_gradients(model, names, x[rows], y[rows], settings.batch_size)
-    grads = gather_rows(local, m)
-    if not torch.isfinite(grads).all():
-        raise ConfigError(
-            "the gradients for the Fisher contain NaN or Inf: check that the model's weights "
-            "are finite and its loss is finite on the training samples"
-        )
+    grads = gather_rows(local, m)  # EmpiricalFisher refuses NaN/Inf entries
     blocks = fisher_blocks(settings.blocks, layer_sizes(model, names))
     fisher = EmpiricalFisher(grads, settings.damp, blocks, dtype=settings.torch_dtype)
     gradient = fisher.grads.mean(0) if settings.first_order else None

@@ -160,5 +160,6 @@ def prune_in_stages(
                 metrics=on_stage(t, current) if on_stage is not None else {},
             )
         )
+        del evidence  # G of this stage is freed before the next one is computed
     assert result is not None
     return MultiStageResult(result, records)
