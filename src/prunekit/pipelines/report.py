@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prunekit.pipelines.configs import opt
 from prunekit.reports.collect import collect_results, numeric_metrics, run_reference
-from prunekit.reports.plots import plot_accuracy_vs_sparsity
+from prunekit.reports.plots import plot_accuracy_vs_sparsity, plot_accuracy_vs_stages
 from prunekit.reports.tables import results_table
 from prunekit.utils.files import atomic_write_text
 
@@ -35,18 +35,32 @@ def run_report(config: ReportConfig) -> dict:
     table = results_table(records, metric=config.metric, reference=run_reference(root))
     seeds = sorted({r["seed"] for r in records})
     text = f"{config.metric}, mean ± std over seeds {seeds} ({len(records)} runs).\n\n{table}\n"
+    validation = f"val_{config.metric}"
+    if validation in available:  # the held-out training samples settings were chosen on
+        text += (
+            f"\n{validation}: the same cells on the --validation-size samples held out of "
+            f"the training data.\n\n{results_table(records, metric=validation)}\n"
+        )
     atomic_write_text(root / "report.md", text)
     plot_accuracy_vs_sparsity(records, root / "report.png", metric=config.metric)
+    stages_plot = plot_accuracy_vs_stages(
+        records, root / "report_stages.png", metrics=(config.metric, validation)
+    )
     print(text)
-    return {"run_dir": str(root), "runs": len(records)}
+    return {
+        "run_dir": str(root),
+        "runs": len(records),
+        "stages_plot": None if stages_plot is None else str(stages_plot),
+    }
 
 
 COMMAND = {
     "name": "report",
     "help": "tables and plot of a run folder's finished results",
     "description": "Collect every finished result below a run folder (even of a run still "
-    "going or interrupted) into report.md and report.png, with published figures if the "
-    "run's config has them.",
+    "going or interrupted) into report.md (test and, when held out, validation accuracy) "
+    "and report.png, with published figures if the run's config has them, and "
+    "report_stages.png when a sparsity was run with several stage counts.",
     "config_class": ReportConfig,
     "run": run_report,
 }

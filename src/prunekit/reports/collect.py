@@ -52,6 +52,7 @@ def label_settings(records: list[dict]) -> list[dict]:
     hash, ``cbs [3fa2c1]``."""
     named = []
     for record in records:  # a pattern or stages are part of the method's name in tables
+        record = {**record, "base_method": record.get("base_method", record["method"])}
         if record.get("pattern"):
             record = {**record, "method": f"{record['method']} ({record['pattern']})"}
         if record.get("stages"):
