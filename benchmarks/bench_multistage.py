@@ -2,7 +2,7 @@
 wall time and peak memory (each configuration in its own child process, so its
 ``ru_maxrss`` is its own), with m gradients of the CBS checkpoint on MNIST.
 
-    python benchmarks/bench_multistage.py --m 10000 --sparsities 0.9 0.98 \\
+    python benchmarks/bench_multistage.py --m 10000 --sparsities 0.5 0.7 0.9 0.95 0.98 \\
         --out benchmarks/results/multistage_mlpnet_cpu.json
 """
 
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--m", type=int, default=10000)
     parser.add_argument("--damp", type=float, default=1e-2)
     parser.add_argument("--stages", type=int, default=15)
-    parser.add_argument("--method", default="l0")
+    parser.add_argument("--method", default="cbs")
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.9, 0.98])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--one", nargs=3, metavar=("METHOD", "STAGES", "SPARSITY"))
