@@ -126,3 +126,56 @@ def test_cbs_never_worse_than_its_start_on_training_loss():
     start = prune_one_shot(model, names, "magnitude", 0.6)
     flat = lambda r: torch.cat([r.weights[n].reshape(-1) for n in names])  # noqa: E731
     assert loss(flat(result)) <= loss(flat(start)) + 1e-12
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_l0_with_earlier_removals_reaches_the_exhaustive_optimum_over_alive_weights(first_order):
+    # an earlier stage's removals are zero and fixed: the solver works on the other
+    # weights only; compare with every removal set that keeps the fixed ones removed
+    import itertools
+
+    from prunekit.methods.oneshot import L0Settings
+
+    reached = 0
+    for seed in range(4):
+        model, names, x, y, grads = tiny_problem(seed=seed, m=40)
+        w = flatten_weights(model, names)
+        d = w.numel()
+        fixed = torch.zeros(d, dtype=torch.bool)
+        fixed[torch.randperm(d, generator=torch.Generator().manual_seed(seed))[:20]] = True
+        with torch.no_grad():  # the fixed weights are zero, as after a stage
+            start = 0
+            for n in names:
+                p = model.get_parameter(n)
+                p.view(-1).mul_(~fixed[start : start + p.numel()])
+                start += p.numel()
+        w = flatten_weights(model, names)
+        gradient = grads.mean(0) if first_order else None
+        fisher = EmpiricalFisher(grads, 1e-2, dtype=torch.float64)
+        k = 23  # 3 more of the 25 alive weights (2,300 removal sets)
+        result = prune_one_shot(
+            model, names, "l0", k / d, fisher=fisher, gradient=gradient,
+            training_loss=training_loss(model, names, x, y), fixed_removed=fixed,
+            settings=[L0Settings(max_swap_rounds=5)],
+        )  # fmt: skip
+        removed = ~torch.cat([result.mask[n].reshape(-1) for n in names])
+        assert int(removed.sum()) == k and bool(removed[fixed].all())
+
+        def objective(removal):
+            delta, dense = dense_kkt_update(w, grads, 1e-2, removal, gradient)
+            value = 0.5 * delta @ dense @ delta
+            return float(value if gradient is None else value + gradient @ delta)
+
+        alive = (~fixed).nonzero().flatten().tolist()
+        best = float("inf")
+        for extra in itertools.combinations(alive, 3):
+            trial = fixed.clone()
+            trial[list(extra)] = True
+            best = min(best, objective(trial))
+        found = objective(removed)
+        assert found >= best - 1e-9
+        new_w = torch.cat([result.weights[n].reshape(-1) for n in names])
+        expected_delta, _ = dense_kkt_update(w, grads, 1e-2, removed, gradient)
+        torch.testing.assert_close(new_w, w + expected_delta, rtol=1e-6, atol=1e-9)
+        reached += found <= best + 1e-9 * abs(best) + 1e-12
+    assert reached >= 3  # the optimum in most instances

@@ -3,7 +3,8 @@ by minimising the local model ḡᵀδ + ½δᵀFδ subject to exactly k weights
 
 Selection ``l0``: iterative hard thresholding on the factored Fisher from warm starts
 (magnitude and/or OBS), an exact backsolve on each support, then swap passes
-(``second_order.l0_solve``). Earlier removals (``fixed_removed``) stay removed. Preset
+(``second_order.l0_solve``). Earlier removals (``fixed_removed``) stay removed: the
+solve runs on the weights still alive. Preset
 ``l0`` = ``l0+cbs_u``: the exact update on the chosen support, which is the solver's own
 backsolve (so the returned weights are the solver's).
 """
@@ -11,6 +12,8 @@ backsolve (so the returned weights are the solver's).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import torch
 
 from prunekit.errors import ConfigError
 from prunekit.methods.oneshot.problem import OneShotProblem
@@ -56,26 +59,32 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
         )
     w = problem.weights.to(device=fisher.device, dtype=fisher.dtype)
     gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
-    fixed = None if problem.fixed_removed is None else problem.fixed_removed.to(fisher.device)
     starts = []
     for name in settings.start_names:  # earlier removals come first in both starts
         if name == "magnitude":
             starts.append(problem.lowest_k(w.abs()))
         else:
             starts.append(problem.lowest_k(obs_saliency(w, fisher, gradient=gradient)))
+    # Earlier removals are held at zero, which is the same as dropping their
+    # coordinates: solve on the weights still alive only (F restricted to them).
+    alive = torch.ones_like(w, dtype=torch.bool)
+    if problem.fixed_removed is not None:
+        alive = ~problem.fixed_removed.to(fisher.device)
+    sub = fisher.restricted(alive)
     result = l0_solve(
-        w,
-        fisher,
-        problem.k,
-        gradient=gradient,
-        start=starts,
-        fixed_removed=fixed,
+        w[alive],
+        sub,
+        problem.k - int((~alive).sum()),
+        gradient=None if gradient is None else gradient[alive],
+        start=[start[alive] for start in starts],
         max_iterations=settings.max_iterations,
         tol=settings.tol,
         max_rounds=settings.max_rounds,
         max_swap_rounds=settings.max_swap_rounds,
         swap_candidates=settings.swap_candidates,
     )
+    removed = ~alive
+    removed[alive] = result.removed
     history = [
         SearchPass(i, step.objective, None, 1 if step.phase == "swap" else 0)
         for i, step in enumerate(result.history)
@@ -86,7 +95,7 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
         scored_with_update=True,
         history=history,
     )
-    return Selection(result.removed.cpu(), report)
+    return Selection(removed.cpu(), report)
 
 
 register_preset("l0", "l0", "cbs_u")
