@@ -161,7 +161,7 @@ def test_l0_with_earlier_removals_reaches_the_exhaustive_optimum_over_alive_weig
         removed = ~torch.cat([result.mask[n].reshape(-1) for n in names])
         assert int(removed.sum()) == k and bool(removed[fixed].all())
 
-        def objective(removal):
+        def objective(removal, w=w, grads=grads, gradient=gradient):
             delta, dense = dense_kkt_update(w, grads, 1e-2, removal, gradient)
             value = 0.5 * delta @ dense @ delta
             return float(value if gradient is None else value + gradient @ delta)
