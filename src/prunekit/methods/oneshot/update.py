@@ -22,7 +22,8 @@ class UpdateSettings:
     """How an update's correction is applied (to any update: ``cbs_u``, ``woodfisher``).
 
     - ``solver``: the system CBS-U solves: ``removed`` (|Q|×|Q| on F⁻¹), ``kept``
-      (|R|×|R| on F_RR), ``gram`` (m×m, through the gradients), or ``auto`` (smallest).
+      (|R|×|R| on F_RR), ``gram`` (m×m, through the gradients), or ``auto`` (the fewest
+      operations, counting the F⁻¹ factor when it is not computed yet).
     - ``scale``: the kept weights' correction is multiplied by this (the official CBS
       code's ``--scale-prune-update``; 1.0 is the plain update). Removed weights are
       exactly zero whatever the scale.
@@ -32,7 +33,7 @@ class UpdateSettings:
 
     solver: str = setting(
         "auto",
-        "CBS-U system: removed, kept, gram (m×m) or auto (the smallest)",
+        "CBS-U system: removed, kept, gram (m×m) or auto (the fewest operations)",
         choices=["auto", "removed", "kept", "gram"],
     )
     scale: float = setting(
