@@ -50,3 +50,14 @@ def test_report_without_stage_counts_writes_no_stage_plot(tmp_path):
     out = run_report(ReportConfig(run_dir=str(tmp_path)))
     assert out["stages_plot"] is None
     assert not (tmp_path / "report_stages.png").exists()
+
+
+def test_a_folder_mixing_gradient_counts_names_them(tmp_path):
+    write_cell(tmp_path, "cbs", 0.9, 0, 15, 93.0, 93.5, "f6")
+    write_cell(tmp_path, "l0", 0.9, 0, 15, 92.0, 92.5, "g7")
+    for path, m in (("cbs", 10000), ("l0", 1000)):
+        result = next((tmp_path / path).rglob("result.json"))
+        record = json.loads(result.read_text())
+        result.write_text(json.dumps({**record, "fisher_samples_used": m}))
+    methods = sorted(r["method"] for r in collect_results(tmp_path))
+    assert methods == ["cbs, 15 stages, m = 10,000", "l0, 15 stages, m = 1,000"]

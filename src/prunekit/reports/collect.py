@@ -49,7 +49,8 @@ def collect_results(run_dir: str | Path) -> list[dict]:
 def label_settings(records: list[dict]) -> list[dict]:
     """Records of one method computed with different settings are never averaged
     together: when a method has cells of several settings hashes, its name gets the
-    hash, ``cbs [3fa2c1]``."""
+    hash, ``cbs [3fa2c1]``. Stages, N:M patterns and (when a folder mixes them) the
+    number of gradients m are named: ``cbs, 15 stages, m = 10,000``."""
     named = []
     for record in records:  # a pattern or stages are part of the method's name in tables
         record = {**record, "base_method": record.get("base_method", record["method"])}
@@ -58,6 +59,14 @@ def label_settings(records: list[dict]) -> list[dict]:
         if record.get("stages"):
             record = {**record, "method": f"{record['method']}, {record['stages']} stages"}
         named.append(record)
+    sample_counts = {r.get("fisher_samples_used") for r in named} - {None}
+    if len(sample_counts) > 1:  # a folder mixing gradient counts names them
+        named = [
+            {**r, "method": f"{r['method']}, m = {r['fisher_samples_used']:,}"}
+            if r.get("fisher_samples_used") is not None
+            else r
+            for r in named
+        ]
     hashes: dict[str, set] = {}
     for record in named:
         hashes.setdefault(str(record["method"]), set()).add(record.get("settings_hash"))
