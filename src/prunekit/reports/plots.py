@@ -89,6 +89,9 @@ def plot_accuracy_vs_stages(
                 name = "test" if metric == "top1" else metric
                 ax.plot(xs, ys, style, label=f"{model} {method} s={sparsity:g} ({name})".strip())
     ax.set_xscale("log")
+    ticks = sorted({c for by_count in grouped.values() for c in by_count})
+    ax.set_xticks(ticks, [str(c) for c in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("pruning stages (log scale; 1 = one shot)")
     ax.set_ylabel("top-1 accuracy (%), mean over seeds")
     ax.grid(alpha=0.3)
