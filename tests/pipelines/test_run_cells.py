@@ -146,7 +146,14 @@ def test_report_never_averages_cells_of_different_settings(oneshot_config, tmp_p
     records = collect_results(tmp_path / "run")
     assert len(records) == 3
     labels = sorted({r["method"] for r in records})  # seeds share a label, settings do not
-    assert len(labels) == 2 and all(label.startswith("woodfisher [") for label in labels)
+    assert len(labels) == 2 and all(label.startswith("woodfisher") for label in labels)
+    counts = {r["fisher_samples_used"] for r in records}
+    if len(counts) > 1:  # the two settings differ in m, which the labels then name
+        assert {label.rsplit(", m = ", 1)[-1] for label in labels} == {f"{m:,}" for m in counts}
+    run_oneshot(replace(oneshot_config, fisher=FisherSettings(samples=60, damp=0.2)))
+    same_m = [r for r in collect_results(tmp_path / "run") if r["fisher_samples_used"] == 60]
+    assert len({r["method"] for r in same_m}) == 2  # same m, other λ: told apart by hash
+    assert all("[" in r["method"] for r in same_m)
 
 
 def test_multistage_cells_write_their_stages_and_hash_the_schedule(oneshot_config, tmp_path):
