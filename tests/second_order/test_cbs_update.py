@@ -130,3 +130,29 @@ def test_restricted_fisher_is_the_submatrix_and_is_shared():
     torch.testing.assert_close(sub.matvec(eye), dense[index][:, index])
     assert fisher.restricted(keep.clone()) is sub
     assert fisher.restricted(torch.ones(D, dtype=torch.bool)) is fisher
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_woodfisher_holds_settled_weights_and_works_on_the_others(first_order):
+    # the summed single-weight OBS step, written out with the explicit inverse of F
+    # restricted to the weights that are not already removed and zero
+    w, fisher, dense = problem(8, one_block(D), seed=5)
+    settled = torch.zeros(D, dtype=torch.bool)
+    settled[[1, 4, 9]] = True
+    w[settled] = 0.0
+    removed = settled.clone()
+    removed[[2, 6]] = True
+    gradient = torch.randn(D, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    gradient = gradient if first_order else None
+    active = (~settled).nonzero().flatten()
+    inverse = torch.linalg.inv(dense[active][:, active])
+    w_a, removed_a = w[active], removed[active]
+    g_a = torch.zeros_like(w_a) if gradient is None else gradient[active]
+    newton = w_a - inverse @ g_a
+    s = torch.where(removed_a, newton / inverse.diagonal(), torch.zeros_like(w_a))
+    expected = torch.zeros(D, dtype=torch.float64)
+    expected[active] = -inverse @ (g_a + s)
+    expected[removed] = -w[removed]
+    result = woodfisher_update(w, fisher, removed, gradient=gradient)
+    torch.testing.assert_close(result.delta, expected, rtol=1e-8, atol=1e-10)
+    assert torch.all(result.weights[removed] == 0)

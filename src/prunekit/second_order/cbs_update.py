@@ -36,7 +36,7 @@ from torch import Tensor
 
 from prunekit.errors import ConfigError
 from prunekit.second_order.fisher import EmpiricalFisher, check_memory, cholesky_or_raise
-from prunekit.second_order.local_model import check_gradient, local_change
+from prunekit.second_order.local_model import check_gradient, local_change, solve_without_settled
 from prunekit.second_order.obs import WeightUpdate, _check_mask
 
 Solver = Literal["removed", "kept", "gram", "auto"]
@@ -78,23 +78,16 @@ def cbs_update(
     removed = _check_mask(removed, fisher.dim).to(fisher.device)
     w = w.to(device=fisher.device, dtype=fisher.dtype)
     gradient = check_gradient(gradient, fisher)
-    # A removed weight that is already zero (an earlier stage's removal) is held at
-    # δ = 0, which is the same as dropping its coordinate: solve on the others only, so
-    # the systems are sized by the newly removed and the kept weights.
-    settled = removed & (w == 0)
-    if bool(settled.any()) and not bool(settled.all()):
-        active = ~settled
-        inner = _solve_blocks(
-            w[active],
-            fisher.restricted(active),
-            removed[active],
-            solver,
-            None if gradient is None else gradient[active],
-        )
-        delta = torch.zeros_like(w)
-        delta[active] = inner
-    else:
-        delta = _solve_blocks(w, fisher, removed, solver, gradient)
+    # an earlier stage's removals drop out: the systems are sized by the new ones
+    delta = solve_without_settled(
+        lambda w_, fisher_, removed_, gradient_: _solve_blocks(
+            w_, fisher_, removed_, solver, gradient_
+        ),
+        w,
+        fisher,
+        removed,
+        gradient,
+    )
     weights = w + delta
     weights[removed] = 0.0
     return WeightUpdate(weights, delta, local_change(delta, fisher, gradient))

@@ -15,6 +15,8 @@ See docs/LOCAL_MODEL.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -53,3 +55,29 @@ def local_change(delta: Tensor, fisher: EmpiricalFisher, gradient: Tensor | None
     if gradient is None:
         return quadratic
     return float(torch.dot(gradient, delta.to(gradient.dtype))) + quadratic
+
+
+def solve_without_settled(
+    solve: Callable[[Tensor, EmpiricalFisher, Tensor, Tensor | None], Tensor],
+    w: Tensor,
+    fisher: EmpiricalFisher,
+    removed: Tensor,
+    gradient: Tensor | None,
+) -> Tensor:
+    """δ of ``solve(w, fisher, removed, gradient)`` with the *settled* weights (removed
+    and already zero: an earlier stage's removals) dropped from the problem. They are
+    held at δ = 0, which is the same as deleting their coordinates, so the solve runs
+    on F restricted to the others (systems sized by the new removals and the kept
+    weights, not by all d) and δ is zero on them."""
+    settled = removed & (w == 0)
+    if not bool(settled.any()) or bool(settled.all()):
+        return solve(w, fisher, removed, gradient)
+    active = ~settled
+    delta = torch.zeros_like(w)
+    delta[active] = solve(
+        w[active],
+        fisher.restricted(active),
+        removed[active],
+        None if gradient is None else gradient[active],
+    )
+    return delta

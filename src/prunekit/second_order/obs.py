@@ -14,7 +14,12 @@ from torch import Tensor
 
 from prunekit.errors import ConfigError
 from prunekit.second_order.fisher import EmpiricalFisher
-from prunekit.second_order.local_model import check_gradient, local_change, newton_point
+from prunekit.second_order.local_model import (
+    check_gradient,
+    local_change,
+    newton_point,
+    solve_without_settled,
+)
 
 
 @dataclass
@@ -81,21 +86,29 @@ def woodfisher_update(
 
     With a mean gradient ḡ the single-weight updates are taken from the Newton point
     w̃ = w − F⁻¹ḡ: δw = −F⁻¹(ḡ + s) with s_q = w̃_q / [F⁻¹]_qq, removed weights then
-    set to zero; ``loss_change`` = ḡᵀδw + ½δwᵀFδw."""
-    removed = _check_mask(removed, fisher.dim)
-    w = w.to(fisher.dtype)
-    if gradient is None:
-        s = torch.where(removed, w / fisher.inverse_diagonal(), torch.zeros_like(w))
-        delta = -fisher.inverse_matvec(s)
-    else:
-        gradient = check_gradient(gradient, fisher)
-        newton = newton_point(w, fisher, gradient)
-        s = torch.where(removed, newton / fisher.inverse_diagonal(), torch.zeros_like(w))
-        delta = -fisher.inverse_matvec(gradient + s)
+    set to zero; ``loss_change`` = ḡᵀδw + ½δwᵀFδw. Removed weights that are already
+    zero (earlier stages' removals) are held there: the step is taken on F restricted
+    to the other weights (``solve_without_settled``)."""
+    removed = _check_mask(removed, fisher.dim).to(fisher.device)
+    w = w.to(device=fisher.device, dtype=fisher.dtype)
+    gradient = check_gradient(gradient, fisher)
+    delta = solve_without_settled(_summed_obs_step, w, fisher, removed, gradient)
     delta[removed] = -w[removed]
     weights = w + delta
     weights[removed] = 0.0
     return WeightUpdate(weights, delta, local_change(delta, fisher, gradient))
+
+
+def _summed_obs_step(
+    w: Tensor, fisher: EmpiricalFisher, removed: Tensor, gradient: Tensor | None
+) -> Tensor:
+    """−F⁻¹(ḡ + s), s_q = w̃_q / [F⁻¹]_qq on the removed q (w̃ = w without ḡ)."""
+    if gradient is None:
+        s = torch.where(removed, w / fisher.inverse_diagonal(), torch.zeros_like(w))
+        return -fisher.inverse_matvec(s)
+    newton = newton_point(w, fisher, gradient)
+    s = torch.where(removed, newton / fisher.inverse_diagonal(), torch.zeros_like(w))
+    return -fisher.inverse_matvec(gradient + s)
 
 
 def _check_mask(removed: Tensor, d: int) -> Tensor:

@@ -8,6 +8,7 @@ between removed weights; ``cbs_u`` does not). Preset ``woodfisher`` = ``obs+wood
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from prunekit.methods.oneshot.problem import OneShotProblem
@@ -25,9 +26,17 @@ from prunekit.second_order import obs_saliency, woodfisher_update
 def obs_selection(problem: OneShotProblem, settings: None, update) -> Selection:
     """The k lowest OBS saliencies w_q² / (2 [F⁻¹]_qq) (first-order form with ḡ)."""
     fisher = problem.require_fisher("obs")
-    w = problem.weights.to(fisher.dtype)
+    w = problem.weights.to(device=fisher.device, dtype=fisher.dtype)
     gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
-    saliency = obs_saliency(w, fisher, gradient=gradient)
+    # earlier removals stay removed (lowest_k ranks them first) and cannot compensate:
+    # the saliencies of the others are those of F restricted to them
+    alive = torch.ones_like(w, dtype=torch.bool)
+    if problem.fixed_removed is not None:
+        alive = ~problem.fixed_removed.to(fisher.device)
+    saliency = torch.full_like(w, -torch.inf)
+    saliency[alive] = obs_saliency(
+        w[alive], fisher.restricted(alive), None if gradient is None else gradient[alive]
+    )
     return Selection(problem.lowest_k(saliency).cpu())
 
 
