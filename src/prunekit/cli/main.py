@@ -131,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(commands)
     args = parser.parse_args(argv)
     command = next(c for c in commands if c.name == args.command)
+    succeeded = False
     try:
         joined = init_from_environment()  # under torchrun: join its process group
         quiet = joined and not is_main_process()  # rank 0 speaks for the group
@@ -140,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if command.config_class is None:
             command.run()
+            succeeded = True
             return 0
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "verbose")}
         file_values = read_yaml(args.config) if args.config else {}
@@ -148,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = command.run(config)
         if result is not None and not quiet:
             print(json.dumps(result, indent=2, default=str))
+        succeeded = True
         return 0
     except PrunekitError as exc:
         print(f"prunekit {args.command}: error: {_one_line(exc)}", file=sys.stderr)
@@ -162,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         release_run_folders()
-        leave()
+        leave(succeeded=succeeded)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from prunekit.utils.distributed import get_rank, is_distributed, is_main_process
+from prunekit.utils.distributed import get_rank, is_distributed, is_main_process, leave
 
 __all__ = ["find_free_port", "get_rank", "is_distributed", "is_main_process", "launch_local"]
 
@@ -33,10 +33,12 @@ def _worker(
         world_size=world_size,
         timeout=datetime.timedelta(seconds=timeout_s),
     )
+    succeeded = False
     try:
         fn(rank, world_size, *args)
+        succeeded = True
     finally:
-        dist.destroy_process_group()
+        leave(succeeded=succeeded)
 
 
 def launch_local(

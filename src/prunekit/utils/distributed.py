@@ -68,9 +68,17 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def leave() -> None:
-    """Leave the process group, if any."""
-    if is_distributed():
+def leave(*, succeeded: bool = True) -> None:
+    """Leave the process group, if any. After work that ``succeeded`` every rank first
+    waits for the others (a barrier), so no rank tears its connections down while a
+    peer still uses them (gloo aborts the peer then); after a failure it leaves at once,
+    since the other ranks may never reach the barrier."""
+    if not is_distributed():
+        return
+    try:
+        if succeeded:
+            dist.barrier()
+    finally:
         dist.destroy_process_group()
 
 
