@@ -10,7 +10,13 @@ from test_prune_model_api import trained_net, users_data
 
 from prunekit.errors import ConfigError
 from prunekit.masks import prunable_parameters
-from prunekit.methods.oneshot import CBSSettings, FisherSettings, prune_model, prune_one_shot
+from prunekit.methods.oneshot import (
+    CBSSettings,
+    FisherSettings,
+    UpdateSettings,
+    prune_model,
+    prune_one_shot,
+)
 from prunekit.methods.oneshot.evidence import as_dataset
 from prunekit.methods.oneshot.flat import flatten_weights
 from prunekit.methods.oneshot.multistage import StageSettings, prune_in_stages
@@ -107,3 +113,25 @@ def test_first_order_update_is_the_kkt_optimum():
     torch.testing.assert_close(new_w, w + delta, atol=1e-9, rtol=1e-7)
     predicted = g @ delta + 0.5 * delta @ F @ delta
     assert result.record.predicted_loss_change == pytest.approx(float(predicted), rel=1e-6)
+
+
+def test_every_stage_records_the_update_scale_it_chose():
+    net = trained_net()
+    grid = [0.0, 0.5, 1.0]
+    out = prune_in_stages(
+        net,
+        list(prunable_parameters(net)),
+        "cbs",
+        0.8,
+        as_dataset(users_data()),
+        stages=StageSettings(count=3, schedule="linear"),
+        fisher=FISHER,
+        loss_samples=120,
+        settings=[FAST_CBS, UpdateSettings(scale_grid=grid)],
+        samples_per_class=2,
+    )
+    for record in out.stages:
+        assert list(record.update_scale_losses) == grid
+        losses = record.update_scale_losses
+        assert record.update_scale == min(grid, key=lambda a: (losses[a], grid.index(a)))
+    assert out.stages[-1].update_scale == out.result.record.update_scale

@@ -69,7 +69,8 @@ class StageSettings:
 @dataclass
 class StageRecord:
     """One stage: its sparsity and count, the local model's predicted change, the
-    training loss after it, seconds (evidence, pruning) and optional extra metrics."""
+    training loss after it, seconds (evidence, pruning), the update scale applied (and
+    the training loss of each scale tried, with a scale grid) and optional metrics."""
 
     stage: int
     sparsity: float
@@ -78,6 +79,8 @@ class StageRecord:
     training_loss: float
     evidence_seconds: float
     prune_seconds: float
+    update_scale: float | None = None
+    update_scale_losses: dict[float, float] | None = None
     metrics: dict = field(default_factory=dict)
 
 
@@ -157,6 +160,8 @@ def prune_in_stages(
                 training_loss=evidence.training_loss(flatten_weights(current, names)),
                 evidence_seconds=evidence_seconds,
                 prune_seconds=result.record.selection_seconds + result.record.update_seconds,
+                update_scale=result.record.update_scale,
+                update_scale_losses=result.record.update_scale_losses,
                 metrics=on_stage(t, current) if on_stage is not None else {},
             )
         )
