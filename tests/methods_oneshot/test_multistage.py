@@ -135,3 +135,83 @@ def test_every_stage_records_the_update_scale_it_chose():
         losses = record.update_scale_losses
         assert record.update_scale == min(grid, key=lambda a: (losses[a], grid.index(a)))
     assert out.stages[-1].update_scale == out.result.record.update_scale
+
+
+def _drawn_sets(net, samples, monkeypatch):
+    """Run 3 stages of woodfisher and return the sample indices each stage's Fisher read."""
+    from prunekit.methods.oneshot import multistage
+    from prunekit.methods.oneshot.evidence import sample_order
+
+    dataset = as_dataset(users_data())
+    seeds = []
+    real = multistage.gather_evidence
+
+    def spy(*args, **kwargs):
+        seeds.append(kwargs["seed"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(multistage, "gather_evidence", spy)
+    out = staged(net, "woodfisher", 0.8, StageSettings(count=3, samples=samples))
+    m = FISHER.samples
+    drawn = [frozenset(sample_order(dataset, s)[:m]) for s in seeds]
+    assert [r.sample_seed for r in out.stages] == seeds
+    return drawn, seeds
+
+
+def test_fresh_samples_every_stage_draws_a_new_set(monkeypatch):
+    drawn, seeds = _drawn_sets(trained_net(), "fresh", monkeypatch)
+    assert seeds[0] == 0, "stage 0 keeps the one-shot draw"
+    assert len(set(seeds)) == 3
+    for t in range(1, 3):
+        for earlier in range(t):
+            assert drawn[t] != drawn[earlier], f"stage {t} reused stage {earlier}'s samples"
+
+
+def test_reuse_draws_the_same_set_every_stage(monkeypatch):
+    drawn, seeds = _drawn_sets(trained_net(), "reuse", monkeypatch)
+    assert seeds == [0, 0, 0] and drawn[0] == drawn[1] == drawn[2]
+
+
+@pytest.mark.parametrize("method", ["cbs", "l0"])
+def test_stage_zero_of_a_fresh_run_is_bit_identical_to_one_shot(method):
+    """The first stage of a multi-stage run (first-order term on by default) equals a
+    one-shot prune to the first stage's sparsity with the same settings, bit for bit."""
+    net = trained_net()
+    names = list(prunable_parameters(net))
+    after_first = {}
+
+    def keep_first(t, model):
+        if t == 0:
+            after_first.update({n: model.get_parameter(n).detach().clone() for n in names})
+        return {}
+
+    staged(net, method, 0.9, StageSettings(sparsities=[0.6, 0.9]), on_stage=keep_first)
+    direct = prune_model(
+        net,
+        method,
+        0.6,
+        users_data(),
+        fisher=FisherSettings(samples=60, damp=1e-2, first_order=True),
+        loss_samples=120,
+        settings=[FAST_CBS],
+        samples_per_class=2,
+    )
+    for name, value in direct.weights.items():
+        assert torch.equal(after_first[name], value)
+
+
+def test_first_order_default_is_on_in_stages_and_off_in_one_shot():
+    default = FisherSettings()
+    assert default.first_order is None
+    assert default.resolved(staged=True).first_order is True
+    assert default.resolved(staged=False).first_order is False
+    assert FisherSettings(first_order=False).resolved(staged=True).first_order is False
+
+
+def test_stage_count_is_bounded():
+    with pytest.raises(ConfigError, match="too large"):
+        StageSettings(count=10**6)
+    net = trained_net()
+    d = sum(net.get_parameter(n).numel() for n in prunable_parameters(net))
+    with pytest.raises(ConfigError, match="every stage must remove at least one weight"):
+        staged(net, "magnitude", 2 / d, StageSettings(count=5, schedule="linear"))

@@ -11,6 +11,7 @@ reused only when they match. Every choice uses training data only.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -48,6 +49,10 @@ def cell_settings(
         drop.add("stages")
     if spec.selection.name not in ("random", "snip", "grasp", "synflow"):
         drop.add("samples_per_class")
+    # the hash holds the first-order choice as decided (its default depends on the stages)
+    config = dataclasses.replace(
+        config, fisher=config.fisher.resolved(staged=not config.stages.is_single)
+    )
     settings = result_settings(config, frozenset(drop))
     return {
         **settings,

@@ -10,6 +10,7 @@ silent clamp.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -51,10 +52,11 @@ class FisherSettings:
     damp: float = setting(1e-3, "Fisher dampening λ (> 0)")
     blocks: str = setting("full", "Fisher blocks: full, layer, or a chunk size like 10000")
     dtype: str = setting("float32", "dtype of the Fisher algebra", choices=["float32", "float64"])
-    first_order: bool = setting(
-        False,
+    first_order: bool | None = setting(
+        None,
         "local model with the mean training gradient ḡ (ḡᵀδ + ½δᵀFδ); off: the trained "
-        "weights are taken as a minimum (½δᵀFδ), as in the OBS/CBS papers",
+        "weights are taken as a minimum (½δᵀFδ), as in the OBS/CBS papers; default: on "
+        "in stages (fresh samples each stage), off in one shot",
     )
 
     def __post_init__(self) -> None:
@@ -68,6 +70,13 @@ class FisherSettings:
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"fisher dtype must be float32 or float64, got {self.dtype!r}")
         fisher_blocks(self.blocks, [1])  # validates the spelling
+
+    def resolved(self, staged: bool) -> FisherSettings:
+        """These settings with ``first_order`` decided: the default (None) is on when
+        pruning in stages, off in one shot (at the trained weights ḡ ≈ 0)."""
+        if self.first_order is not None:
+            return self
+        return dataclasses.replace(self, first_order=staged)
 
     @property
     def sample_count(self) -> int:

@@ -3,14 +3,24 @@ every stage re-estimate the local model where the weights now are.
 
 At each stage the gradients, the factored Fisher (and the mean gradient ḡ with a
 first-order local model) and the training loss are recomputed at the current, already
-pruned and updated weights on the same training samples; the method (any registered
-selection + update) then removes exactly round(s_t·d) weights, earlier removals
-staying removed. One stage is exactly single-stage pruning.
+pruned and updated weights; the method (any registered selection + update) then removes
+exactly round(s_t·d) weights, earlier removals staying removed. One stage is exactly
+single-stage pruning.
+
+Samples (``StageSettings.samples``): ``fresh`` (the default) draws every stage's Fisher
+and loss samples anew, with the seed :func:`stage_seed` (seed, t); stage 0 uses the
+run's seed itself, so its draw is the one-shot draw. Each stage fits the weights to the
+samples it saw, so ḡ and F of a later stage must come from samples that stage did not
+fit (docs/LOCAL_MODEL.md). ``reuse`` draws the same samples at every stage (the earlier
+rule, kept for comparison). When the stages together ask for more samples than the
+data hold, each stage's draw is a random subset of all of them: draws overlap, but no
+two stages see the same set.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +43,19 @@ from prunekit.methods.oneshot.results import OneShotResult
 from prunekit.utils.settings import setting
 
 
+MAX_STAGES = 1000
+
+
+def stage_seed(seed: int, stage: int) -> int:
+    """The sample seed of stage ``stage`` for a run seeded ``seed``: ``seed`` itself at
+    stage 0 (the one-shot draw), else a 63-bit hash of (seed, stage), so that no stage
+    of one seed reuses the draw of another stage or of another seed's stage 0."""
+    if stage == 0:
+        return seed
+    digest = hashlib.sha256(f"prunekit-stage:{seed}:{stage}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
 @dataclass
 class StageSettings:
     """The stage schedule: ``count`` stages of the ``schedule`` kind from ``base``, or
@@ -50,10 +73,26 @@ class StageSettings:
     sparsities: list[float] = setting(
         [], "explicit stage sparsities, ending at the target (overrides count and schedule)"
     )
+    samples: str = setting(
+        "fresh",
+        "each stage's Fisher and loss samples: fresh (drawn anew per stage) or reuse "
+        "(the same samples at every stage)",
+        choices=["fresh", "reuse"],
+    )
 
     def __post_init__(self) -> None:
-        if self.count < 1:
-            raise ConfigError(f"stages count must be >= 1, got {self.count}")
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise ConfigError(f"stages count must be an integer >= 1, got {self.count!r}")
+        if self.count > MAX_STAGES:
+            raise ConfigError(
+                f"stages count {self.count} is too large: at most {MAX_STAGES} stages"
+            )
+        if self.samples not in ("fresh", "reuse"):
+            raise ConfigError(f"stages samples must be 'fresh' or 'reuse', got {self.samples!r}")
+
+    def seed_of(self, seed: int, stage: int) -> int:
+        """The seed of stage ``stage``'s sample draw (see the module docstring)."""
+        return seed if self.samples == "reuse" else stage_seed(seed, stage)
 
     @property
     def is_single(self) -> bool:
@@ -68,13 +107,14 @@ class StageSettings:
 
 @dataclass
 class StageRecord:
-    """One stage: its sparsity and count, the local model's predicted change, the
-    training loss after it, seconds (evidence, pruning), the update scale applied (and
+    """One stage: its sparsity and count, the seed of its sample draw, the local model's
+    predicted change, the training loss after it (on this stage's loss samples), seconds (evidence, pruning), the update scale applied (and
     the training loss of each scale tried, with a scale grid) and optional metrics."""
 
     stage: int
     sparsity: float
     removed: int
+    sample_seed: int
     predicted_loss_change: float | None
     training_loss: float
     evidence_seconds: float
@@ -110,17 +150,26 @@ def prune_in_stages(
 ) -> MultiStageResult:
     """Prune ``model``'s ``names`` to ``sparsity`` in stages with ``method``; the model is
     not changed. Weights that are exactly zero in ``model`` already count as removed
-    (the start of the schedule). ``on_stage(t, pruned_model)`` may return metrics to
-    record for stage t (e.g. validation accuracy: reporting only)."""
+    (the start of the schedule). ``fisher.first_order`` None means on with more than
+    one stage. ``on_stage(t, pruned_model)`` may return metrics to record for stage t
+    (e.g. validation accuracy: reporting only)."""
     settings = list(settings)
+    fisher = fisher.resolved(staged=not stages.is_single)
     spec = get_method(method)
     current = copy.deepcopy(model)
     removed = flatten_weights(current, names) == 0
     start = float(removed.float().mean()) if removed.any() else 0.0
     plan = stages.plan(sparsity, start)
+    to_remove = round(sparsity * removed.numel()) - int(removed.sum())
+    if len(plan) > max(to_remove, 1):
+        raise ConfigError(
+            f"{len(plan)} stages for {to_remove} weights to remove: every stage must remove "
+            f"at least one weight; use at most {max(to_remove, 1)} stages"
+        )
     records: list[StageRecord] = []
     result = None
     for t, stage_sparsity in enumerate(plan):
+        sample_seed = stages.seed_of(seed, t)
         started = time.perf_counter()
         evidence = gather_evidence(
             current,
@@ -128,13 +177,13 @@ def prune_in_stages(
             dataset,
             fisher_settings=fisher,
             loss_samples=loss_samples,
-            seed=seed,
+            seed=sample_seed,
             need_fisher=spec.needs_fisher,
             device=device,
         )
         evidence_seconds = time.perf_counter() - started
         scores = init_scorer(
-            current, names, stage_sparsity, dataset, samples_per_class, seed, device
+            current, names, stage_sparsity, dataset, samples_per_class, sample_seed, device
         )
         result = prune_with_evidence(
             current,
@@ -156,6 +205,7 @@ def prune_in_stages(
                 stage=t,
                 sparsity=stage_sparsity,
                 removed=result.record.removed,
+                sample_seed=sample_seed,
                 predicted_loss_change=result.record.predicted_loss_change,
                 training_loss=evidence.training_loss(flatten_weights(current, names)),
                 evidence_seconds=evidence_seconds,
