@@ -42,7 +42,6 @@ from prunekit.methods.oneshot.registry import get_method
 from prunekit.methods.oneshot.results import OneShotResult
 from prunekit.utils.settings import setting
 
-
 MAX_STAGES = 1000
 
 
@@ -108,8 +107,9 @@ class StageSettings:
 @dataclass
 class StageRecord:
     """One stage: its sparsity and count, the seed of its sample draw, the local model's
-    predicted change, the training loss after it (on this stage's loss samples), seconds (evidence, pruning), the update scale applied (and
-    the training loss of each scale tried, with a scale grid) and optional metrics."""
+    predicted change, the training loss after it (on this stage's loss samples), seconds
+    (evidence, pruning), the update scale applied (and the training loss of each scale
+    tried, with a scale grid) and optional metrics."""
 
     stage: int
     sparsity: float
