@@ -16,7 +16,15 @@ import torch
 from torch import nn
 
 from prunekit.errors import ConfigError
-from prunekit.models import lenet5, mlp, mobilenet, resnet_cifar, vgg  # noqa: F401  (registers)
+from prunekit.models import (  # noqa: F401  (registers)
+    lenet5,
+    mlp,
+    mlp_wide,
+    mobilenet,
+    resnet_cifar,
+    vgg,
+    vit,
+)
 from prunekit.models.registry import create_model, list_models, register_model
 
 __all__ = [
