@@ -22,6 +22,7 @@ from prunekit.models import (  # noqa: F401  (registers)
     mlp_wide,
     mobilenet,
     resnet_cifar,
+    resnet_imagenet,
     vgg,
     vit,
 )
