@@ -105,3 +105,48 @@ def assert_unchanged(before: dict[str, str], root: Path) -> None:
     after = hashes(root)
     changed = [name for name, digest in before.items() if after.get(name) != digest]
     assert not changed, f"files written earlier were changed or removed: {changed}"
+
+
+def export_file(path: Path, edit=None) -> Path:
+    """A ``prunekit export`` of a fresh MLPNet (fc1 half pruned); ``edit(tensors, layout)``
+    may corrupt the tensors or the layout before the file is written."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from prunekit.deploy.export import FORMAT, FORMAT_VERSION, export_tensors
+    from prunekit.masks import Mask
+
+    model = create_model("mlpnet")
+    keep = torch.arange(40 * 784).reshape(40, 784) % 2 == 0
+    tensors, layout = export_tensors(model, Mask({"fc1.weight": keep}))
+    if edit is not None:
+        edit(tensors, layout)
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "model": "mlpnet",
+        "model_kwargs": "{}",
+        "num_classes": "10",
+        "layout": json.dumps(layout),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def temp_files_on_a_full_disk(mp, files_module, suffix: str = ".pt.") -> None:
+    """Make the atomic writer's temporary files whose prefix ends with ``suffix`` links
+    to /dev/full, where every write fails with ENOSPC, as on a full disk."""
+    real = files_module.tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        fd, path = real(*args, **kwargs)
+        if str(kwargs.get("prefix", "")).endswith(suffix):
+            os.close(fd)
+            os.unlink(path)
+            os.symlink("/dev/full", path)
+            fd = os.open(path, os.O_WRONLY)
+        return fd, path
+
+    mp.setattr(files_module.tempfile, "mkstemp", mkstemp)

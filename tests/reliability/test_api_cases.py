@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import struct
 
 import pytest
 import torch
-from _reliability import Evil, assert_unchanged, hashes, mlpnet_state, save
+from _reliability import (
+    Evil,
+    assert_unchanged,
+    export_file,
+    hashes,
+    mlpnet_state,
+    save,
+    temp_files_on_a_full_disk,
+)
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -20,6 +29,7 @@ from prunekit.checkpoints import read_foreign_checkpoint
 from prunekit.data import MNIST
 from prunekit.data.mnist import read_idx
 from prunekit.data.synthetic import Synthetic
+from prunekit.deploy import load_exported, read_exported
 from prunekit.errors import (
     CheckpointError,
     ConfigError,
@@ -32,9 +42,12 @@ from prunekit.errors import (
 )
 from prunekit.masks import Mask, load_mask
 from prunekit.methods.init import get_init_method, score_and_mask
+from prunekit.methods.oneshot import FisherSettings, L0Settings, UpdateSettings
+from prunekit.pipelines.export import check_out_path
+from prunekit.reports.collect import collect_results
 from prunekit.second_order import EmpiricalFisher, per_sample_gradients
 from prunekit.training import TrainConfig, build_optimizer, evaluate, fit, load_checkpoint
-from prunekit.utils.files import atomic_torch_save, atomic_write_text
+from prunekit.utils.files import atomic_torch_save, atomic_write_text, ensure_folder
 from prunekit.utils.lock import lock_run_folder
 
 CASES: dict[str, tuple] = {}
@@ -292,6 +305,88 @@ def run_folder_locked_by_another_process(tmp):
             holder.join()
 
     return second
+
+
+# --- issue 18: exports, settings, messages ---------------------------------------------
+@case(CheckpointError, "impossible shape (-40, 784)")
+def read_export_of_negative_shape(tmp):
+    def negative(tensors, layout):
+        layout["fc1.weight"]["shape"] = [-40, 784]
+
+    return lambda: read_exported(export_file(tmp / "neg.safetensors", negative))
+
+
+@case(CheckpointError, "not floating-point")
+def load_export_of_integer_values(tmp):
+    def integers(tensors, layout):
+        tensors["kept.fc1.weight"] = tensors["kept.fc1.weight"].to(torch.int64)
+
+    return lambda: load_exported(export_file(tmp / "int.safetensors", integers))
+
+
+@case(ConfigError, "already exists: add --overwrite")
+def export_out_exists(tmp):
+    (tmp / "out.safetensors").write_text("keep")
+    return lambda: check_out_path(tmp / "out.safetensors", [tmp / "src.pt"], overwrite=False)
+
+
+@case(ConfigError, "is the export's own input")
+def export_out_is_the_source(tmp):
+    return lambda: check_out_path(tmp / "src.pt", [tmp / "src.pt"], overwrite=True)
+
+
+@case(ConfigError, "must be finite and positive there")
+def fisher_damp_infinite_in_float32(tmp):
+    return lambda: FisherSettings(damp=1e300)
+
+
+@case(ConfigError, "update scales must be >= 0")
+def negative_update_scale(tmp):
+    return lambda: UpdateSettings(scale=-1.0)
+
+
+@case(ConfigError, "l0 tol must be a finite number >= 0")
+def l0_tol_nan(tmp):
+    return lambda: L0Settings(tol=float("nan"))
+
+
+@case(ConfigError, "l0 tol must be a finite number >= 0")
+def l0_tol_negative(tmp):
+    return lambda: L0Settings(tol=-1.0)
+
+
+@case(ConfigError, "is a file, not a folder")
+def collect_results_of_a_file(tmp):
+    (tmp / "result.json").write_text("{}")
+    return lambda: collect_results(tmp / "result.json")
+
+
+@case(RunFolderError, "No space left on device (ENOSPC)")
+def torch_save_on_a_full_disk(tmp):
+    import prunekit.utils.files as files
+
+    def call():
+        with pytest.MonkeyPatch.context() as mp:
+            temp_files_on_a_full_disk(mp, files, suffix=".pt.")
+            atomic_torch_save({"w": torch.ones(1000)}, tmp / "model.pt")
+
+    return call
+
+
+@case(RunFolderError, "read-only file system (EROFS)")
+def folder_on_a_read_only_mount(tmp):
+    import prunekit.utils.files as files
+
+    class ReadOnly:
+        f_flag, f_bavail = os.ST_RDONLY, 1000
+
+    def call():
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(files.os, "access", lambda *args, **kwargs: False)
+            mp.setattr(files.os, "statvfs", lambda path: ReadOnly())
+            ensure_folder(tmp)
+
+    return call
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

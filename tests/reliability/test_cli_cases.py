@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -21,11 +22,13 @@ from _reliability import (
     Evil,
     assert_unchanged,
     error_line,
+    export_file,
     hashes,
     mlpnet_state,
     mnist_folder,
     run_cli,
     save,
+    temp_files_on_a_full_disk,
 )
 
 import prunekit.utils.files as files
@@ -302,6 +305,128 @@ def yaml_not_utf8(tmp, mp, capsys):
 def yaml_invalid_with_line(tmp, mp, capsys):
     (tmp / "c.yaml").write_text("model: mlpnet\nepochs: 2\nlr: 0.1: 3\nseed: 0\n")
     return ["train", "--config", tmp / "c.yaml"]
+
+
+# --- issue 18: export, exports evaluated, settings, messages ----------------------------
+def _cell(tmp: Path) -> Path:
+    """A finished-looking run cell of a prune run: settings.json, mask.pt, weights."""
+    cell = tmp / "run" / "magnitude" / "sparsity-0.5" / "seed-0" / "settings-0123456789ab"
+    save(mlpnet_state(), cell / "pruned_model.pt")
+    save({"fc1.weight": torch.ones(40, 784, dtype=torch.bool)}, cell / "mask.pt")
+    (cell / "settings.json").write_text('{"settings": {"method": "magnitude"}, "hash": "x"}')
+    return cell
+
+
+@case("already exists: add --overwrite")
+def export_over_an_existing_file(tmp, mp, capsys):
+    (tmp / "keep.safetensors").write_text("an unrelated file")
+    return ["export", _ckpt(tmp), tmp / "keep.safetensors", "--model", "mlpnet"]
+
+
+@case("is the export's own input")
+def export_onto_its_source(tmp, mp, capsys):
+    ckpt = _ckpt(tmp)
+    return ["export", ckpt, ckpt, "--model", "mlpnet", "--overwrite"]
+
+
+@case("is the export's own input")
+def export_onto_its_cells_mask(tmp, mp, capsys):
+    cell = _cell(tmp)
+    return ["export", cell, cell / "mask.pt", "--model", "mlpnet", "--overwrite"]
+
+
+@case("lies inside the run cell")
+def export_onto_another_cells_mask(tmp, mp, capsys):
+    cell = _cell(tmp)
+    return ["export", _ckpt(tmp), cell / "mask.pt", "--model", "mlpnet", "--overwrite"]
+
+
+@case("lies inside the run cell")
+def export_into_a_cells_finetune_folder(tmp, mp, capsys):
+    cell = _cell(tmp)
+    return ["export", cell, cell / "finetune" / "x.safetensors", "--model", "mlpnet"]
+
+
+def _integer_values(tensors, layout):
+    tensors["kept.fc1.weight"] = (tensors["kept.fc1.weight"] * 100).to(torch.int32)
+
+
+def _negative_shape(tensors, layout):
+    layout["fc1.weight"]["shape"] = [-40, 784]
+
+
+@case("not floating-point")
+def eval_export_of_integer_values(tmp, mp, capsys):
+    return _eval(tmp, export_file(tmp / "in" / "int.safetensors", _integer_values))
+
+
+@case("impossible shape (-40, 784)")
+def eval_export_of_negative_shape(tmp, mp, capsys):
+    return _eval(tmp, export_file(tmp / "in" / "neg.safetensors", _negative_shape))
+
+
+@case("do not fit model MLPNet")
+def eval_export_on_other_data_names_its_model(tmp, mp, capsys):
+    exported = export_file(tmp / "in" / "mlpnet.safetensors")
+    return ["eval", "--dataset", "cifar10", "--data-dir", tmp / "none", "--checkpoint", exported]
+
+
+@case("is a file, not a folder")
+def report_run_dir_is_a_file(tmp, mp, capsys):
+    (tmp / "results.json").write_text("{}")
+    return ["report", "--run-dir", tmp / "results.json"]
+
+
+@case("read-only file system (EROFS)")
+def read_only_mount(tmp, mp, capsys):
+    class ReadOnly:
+        f_flag, f_bavail = os.ST_RDONLY, 1000
+
+    (tmp / "run").mkdir()
+    mp.setattr(files.os, "access", lambda *args, **kwargs: False)
+    mp.setattr(files.os, "statvfs", lambda path: ReadOnly())
+    return _train(tmp)
+
+
+@case("No space left on device (ENOSPC)")
+def disk_full_through_torch_save(tmp, mp, capsys):
+    temp_files_on_a_full_disk(mp, files, suffix=".pt.")
+    return _train(tmp)
+
+
+def _prune_args(tmp: Path, method: str, *extra) -> list:
+    return ["prune", *QUICK, "--checkpoint", _ckpt(tmp), "--methods", method,
+            "--sparsities", "0.5", "--run-dir", tmp / "run", *extra]  # fmt: skip
+
+
+@case("update scales must be >= 0")
+def negative_update_scale(tmp, mp, capsys):
+    return _prune_args(tmp, "woodfisher", "--update-scale", "-1")
+
+
+@case("update scales must be >= 0")
+def negative_scale_in_the_grid(tmp, mp, capsys):
+    return _prune_args(tmp, "woodfisher", "--update-scale-grid", "1", "-0.5")
+
+
+@case("l0 tol must be a finite number >= 0, got nan")
+def l0_tol_nan(tmp, mp, capsys):
+    return _prune_args(tmp, "l0", "--l0-tol", "nan")
+
+
+@case("l0 tol must be a finite number >= 0, got inf")
+def l0_tol_inf(tmp, mp, capsys):
+    return _prune_args(tmp, "l0", "--l0-tol", "inf")
+
+
+@case("l0 tol must be a finite number >= 0, got -1")
+def l0_tol_negative(tmp, mp, capsys):
+    return _prune_args(tmp, "l0", "--l0-tol", "-1")
+
+
+@case("must be finite and positive there")
+def fisher_damp_infinite_in_float32(tmp, mp, capsys):
+    return _prune_args(tmp, "woodfisher", "--fisher-damp", "1e300")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

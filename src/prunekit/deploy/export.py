@@ -227,6 +227,25 @@ def _read_tensors(path: Path) -> dict[str, Tensor]:
         ) from None
 
 
+_MAX_NUMEL = 2**40  # no real layer comes near: a larger stored shape is corruption
+
+
+def _layout_shape(path: Path, name: str, entry: object) -> tuple[int, ...]:
+    """The stored shape of ``name``: non-negative integers of a sane total, else
+    :class:`CheckpointError`."""
+    shape = entry.get("shape", ()) if isinstance(entry, dict) else None
+    if not isinstance(shape, list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in shape
+    ):
+        raise CheckpointError(f"{path}: the layout of {name} has no valid shape: corrupt file")
+    if any(s < 0 for s in shape) or math.prod(shape) > _MAX_NUMEL:
+        raise CheckpointError(
+            f"{path}: {name} has the impossible shape {tuple(shape)} (negative or huge "
+            "sizes): corrupt or edited file; export the model again"
+        )
+    return tuple(shape)
+
+
 def _rebuild(path: Path, tensors: dict[str, Tensor], layout: dict) -> tuple[dict, Mask]:
     state: dict[str, Tensor] = {}
     mask = Mask()
@@ -237,7 +256,7 @@ def _rebuild(path: Path, tensors: dict[str, Tensor], layout: dict) -> tuple[dict
         elif kind not in ("kept", "bitmask", "index") or name not in layout:
             raise CheckpointError(f"{path}: unexpected tensor {key!r} in the export")
     for name, entry in layout.items():
-        shape = tuple(int(s) for s in entry.get("shape", ()))
+        shape = _layout_shape(path, name, entry)
         encoding = entry.get("positions")
         values, positions = tensors.get(f"kept.{name}"), tensors.get(f"{encoding}.{name}")
         if values is None or positions is None:
@@ -301,6 +320,16 @@ def load_exported(path: str | Path) -> nn.Module:
         raise CheckpointError(
             f"{path} does not fit {exported.model_name}: missing {missing[:4]}, unexpected "
             f"{unexpected[:4]}, wrong shapes {wrong[:4]}; the file is corrupt or edited"
+        )
+    not_float = [
+        f"{k} ({exported.state_dict[k].dtype})"
+        for k, v in expected.items()
+        if v.is_floating_point() and not exported.state_dict[k].is_floating_point()
+    ]
+    if not_float:
+        raise CheckpointError(
+            f"{path}: values of {exported.model_name} are not floating-point: "
+            f"{', '.join(not_float[:4])}; the file is corrupt or edited, export the model again"
         )
     model.load_state_dict(exported.state_dict)
     return model.eval()

@@ -142,6 +142,11 @@ class OneShotConfig(TrainingFields, CommonConfig):
     )
     keep_first_layer_dense: bool = opt(False, "never prune the first prunable layer")
     keep_classifier_dense: bool = opt(False, "never prune the final classifier")
+    reclaim_dead_weights: bool = opt(
+        True,
+        "exchange kept weights on no input-to-output path for removed ones on a path "
+        "(same count; result.json reports dead_weights_selected / dead_weights_kept)",
+    )
     samples_per_class: int = opt(10, "class-balanced sample for snip/grasp selections")
     epochs: int = opt(0, "fine-tuning epochs with the mask held (0: none)")
     lr: float = opt(0.01, "fine-tuning learning rate")
@@ -167,6 +172,9 @@ class ExportConfig:
         None,
         "mask file (default: the cell's mask.pt, else the checkpoint's own mask, else the "
         "exact zeros of the prunable weights)",
+    )
+    overwrite: bool = opt(
+        False, "replace OUT when it exists (never the source, the mask or a run cell's file)"
     )
 
 

@@ -90,6 +90,34 @@ def _choose_mask(config: ExportConfig, model, weights: Path, cell_mask: Path | N
     return Mask({n: p.detach() != 0 for n, p in prunable_parameters(model).items()})
 
 
+def run_cell_holding(path: Path) -> Path | None:
+    """The run cell folder (``settings-<hash>`` with its ``settings.json``) that ``path``
+    lies in, at any depth, or None."""
+    for folder in [path.parent, *path.parent.parents]:
+        if folder.name.startswith("settings-") and (folder / "settings.json").is_file():
+            return folder
+    return None
+
+
+def check_out_path(out: Path, inputs: list[Path], overwrite: bool) -> None:
+    """OUT is never an input (source, weights, mask), never inside a run cell, and
+    replaces an existing file only with ``overwrite``."""
+    target = out.resolve()
+    for path in inputs:
+        if path.resolve() == target:
+            raise ConfigError(f"OUT {out} is the export's own input {path}: give another OUT")
+    cell = run_cell_holding(target)
+    if cell is not None:
+        raise ConfigError(
+            f"OUT {out} lies inside the run cell {cell}, whose files prunekit reads and "
+            "reuses: write the export outside the run folder's cells"
+        )
+    if out.is_dir():
+        raise ConfigError(f"OUT {out} is a folder: give the .safetensors file to write")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"OUT {out} already exists: add --overwrite to replace it")
+
+
 def run_export(config: ExportConfig) -> dict:
     """Export ``config.source`` to ``config.out``; returns sizes and the sparsity."""
     if not config.source or not config.out:
@@ -101,6 +129,8 @@ def run_export(config: ExportConfig) -> dict:
         weights, cell_mask = source, None
     else:
         raise ConfigError(f"{source} does not exist: give a run cell folder or a checkpoint")
+    inputs = [source, weights] + [Path(p) for p in (cell_mask, config.mask) if p]
+    check_out_path(out, inputs, config.overwrite)
     name, kwargs = _model_settings(config, source)
     model = create_model(name, _num_classes(weights, name, kwargs), **kwargs)
     load_weights(model, str(weights))

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prunekit.pipelines.configs import opt
-from prunekit.reports.collect import collect_results, numeric_metrics, run_reference
+from prunekit.reports.collect import (
+    collect_results,
+    not_finite_fields,
+    numeric_metrics,
+    run_reference,
+)
 from prunekit.reports.plots import plot_accuracy_vs_sparsity, plot_accuracy_vs_stages
 from prunekit.reports.tables import results_table
 from prunekit.utils.files import atomic_write_text
@@ -41,6 +46,7 @@ def run_report(config: ReportConfig) -> dict:
             f"\n{validation}: the same cells on the --validation-size samples held out of "
             f"the training data.\n\n{results_table(records, metric=validation)}\n"
         )
+    text += _not_finite_note(records)
     atomic_write_text(root / "report.md", text)
     plot_accuracy_vs_sparsity(records, root / "report.png", metric=config.metric)
     stages_plot = plot_accuracy_vs_stages(
@@ -52,6 +58,20 @@ def run_report(config: ReportConfig) -> dict:
         "runs": len(records),
         "stages_plot": None if stages_plot is None else str(stages_plot),
     }
+
+
+def _not_finite_note(records: list[dict]) -> str:
+    """A warning paragraph naming the cells whose results hold NaN/Inf, or ''."""
+    rows = [
+        f"- {r['method']}, sparsity {r['sparsity']:g}, seed {r['seed']}: {', '.join(bad)}"
+        for r in records
+        if (bad := not_finite_fields(r))
+    ]
+    if not rows:
+        return ""
+    return "\nWARNING: not finite (NaN/Inf) results, shown as nan/inf above:\n\n" + (
+        "\n".join(rows) + "\n"
+    )
 
 
 COMMAND = {

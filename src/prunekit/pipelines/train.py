@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from prunekit.deploy import is_exported, load_exported, sparse_layers, sparsify_for_inference
+from prunekit.deploy.export import safetensors_metadata
 from prunekit.errors import ConfigError
 from prunekit.masks import load_mask, sparsity_report
 from prunekit.pipelines.cells import changed_settings, result_settings, settings_hash
@@ -120,6 +121,22 @@ def run_train(config: TrainCommandConfig) -> dict:
     return {"run_dir": str(run_dir), **final, **validation}
 
 
+def _with_exported_model(config: EvalCommandConfig) -> EvalCommandConfig:
+    """For an export, the config with the model the file names (so that the checks of
+    the model against the data name that model, not ``--model``'s default)."""
+    if not is_exported(config.checkpoint):
+        return config
+    metadata = safetensors_metadata(config.checkpoint) or {}
+    try:
+        kwargs = json.loads(metadata.get("model_kwargs", "{}"))
+    except ValueError:
+        return config  # a corrupt export: load_exported says so
+    name = metadata.get("model")
+    if not isinstance(name, str) or not isinstance(kwargs, dict):
+        return config
+    return replace(config, model=name, model_kwargs=kwargs)
+
+
 def run_eval(config: EvalCommandConfig) -> dict:
     """Evaluate saved weights (optionally under a mask) on the test set.
 
@@ -128,7 +145,7 @@ def run_eval(config: EvalCommandConfig) -> dict:
     """
     if not config.checkpoint:
         raise ConfigError("eval needs --checkpoint PATH (weights to evaluate)")
-    device = prepare_process(config)
+    device = prepare_process(_with_exported_model(config))
     test_loader, num_classes = build_test_data(
         config.dataset,
         config.data_dir,

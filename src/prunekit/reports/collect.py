@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 from prunekit.errors import ConfigError
@@ -34,16 +35,42 @@ def collect_results(run_dir: str | Path) -> list[dict]:
     """Every ``result.json`` below ``run_dir`` (one per method, sparsity and seed), sorted.
     Corrupt files are skipped with a warning naming them."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run folder {run_dir} is a file, not a folder; give the run folder")
     if not run_dir.is_dir():
         raise ConfigError(f"run folder {run_dir} does not exist")
-    found = (_read_record(p) for p in sorted(run_dir.rglob("result.json")))
-    records = [r for r in found if r is not None]
+    records = []
+    for path in sorted(run_dir.rglob("result.json")):
+        record = _read_record(path)
+        if record is not None:
+            records.append(record)
+            _warn_not_finite(path, record)
     if not records:
         raise ConfigError(f"no finished result (result.json) below {run_dir}")
     return sorted(
         label_settings(records),
         key=lambda r: (str(r.get("model", "")), str(r["method"]), r["sparsity"], r["seed"]),
     )
+
+
+def not_finite_fields(record: dict) -> list[str]:
+    """Names of the numeric fields of ``record`` that are NaN or infinite."""
+    return sorted(
+        key
+        for key, value in record.items()
+        if isinstance(value, float) and not math.isfinite(value)
+    )
+
+
+def _warn_not_finite(path: Path, record: dict) -> None:
+    bad = not_finite_fields(record)
+    if bad:
+        logger.warning(
+            "WARNING: %s holds non-finite values (NaN/Inf) in %s: the tables show them "
+            "as nan/inf and their means are not finite",
+            path,
+            ", ".join(bad),
+        )
 
 
 def label_settings(records: list[dict]) -> list[dict]:

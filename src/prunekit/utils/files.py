@@ -5,6 +5,7 @@ was there before is left as it was."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -16,18 +17,37 @@ from prunekit.utils.distributed import is_main_process
 TEMP_SUFFIX = ".tmp"
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, folder: Path | None = None) -> str:
     if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
+        name = errno.errorcode.get(exc.errno or 0)
+        return f"{exc.strerror} ({name})" if name in ("ENOSPC", "EROFS", "EDQUOT") else exc.strerror
     text = str(exc).strip()
+    if folder is not None and "inline_container" in text and _disk_full(folder):
+        # torch.save writing to a path reports a full disk as a bare zip-writer error
+        return "No space left on device (ENOSPC)"
     return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
+
+
+def read_only(path: str | Path) -> bool:
+    """True when ``path`` lies on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def cannot_write(path: str | Path, exc: BaseException) -> RunFolderError:
     """The one-line error for a failed write of ``path``."""
     return RunFolderError(
-        f"cannot write {path}: {_reason(exc)}; check that the folder is writable, is not "
-        "under a file and that the disk has space, or give another --run-dir"
+        f"cannot write {path}: {_reason(exc, Path(path).parent)}; check that the folder is "
+        "writable, is not under a file and that the disk has space, or give another --run-dir"
     )
 
 
@@ -41,6 +61,11 @@ def ensure_folder(path: str | Path) -> Path:
     except OSError as exc:
         raise cannot_write(path, exc) from None
     if not os.access(path, os.W_OK | os.X_OK):
+        if read_only(path):
+            raise RunFolderError(
+                f"cannot write in {path}: read-only file system (EROFS); give a --run-dir on "
+                "a writable disk"
+            )
         raise RunFolderError(f"cannot write in {path}: permission denied; give another --run-dir")
     return path
 
@@ -104,6 +129,13 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_torch_save(obj: object, path: str | Path) -> Path:
+    """``torch.save`` atomically. Written through a Python file object, so that a full
+    disk raises ``OSError(ENOSPC)`` (torch's own writer would report it as a bare
+    ``inline_container.cc`` error)."""
     import torch
 
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+
+    return atomic_write(path, write)

@@ -69,6 +69,13 @@ class FisherSettings:
             raise ConfigError(f"the Fisher dampening must be a positive number, got {self.damp}")
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"fisher dtype must be float32 or float64, got {self.dtype!r}")
+        in_dtype = float(torch.tensor(self.damp, dtype=self.torch_dtype))
+        if not (math.isfinite(in_dtype) and in_dtype > 0):
+            raise ConfigError(
+                f"the Fisher dampening {self.damp:g} is {in_dtype:g} in the Fisher dtype "
+                f"{self.dtype}: it must be finite and positive there (float32 holds "
+                "1.2e-38 to 3.4e38; use --fisher-dtype float64 or a smaller dampening)"
+            )
         fisher_blocks(self.blocks, [1])  # validates the spelling
 
     def resolved(self, staged: bool) -> FisherSettings:
@@ -211,11 +218,12 @@ def init_scorer(
 
 @dataclass
 class TrainingEvidence:
-    """What the methods of one seed share: the loss samples' training loss and, when a
-    method needs it, the Fisher estimate."""
+    """What the methods of one seed share: the loss samples' training loss, when a
+    method needs it the Fisher estimate, and one input sample's shape."""
 
     training_loss: WeightsLoss
     fisher: FisherEstimate | None
+    input_shape: tuple[int, ...] | None = None
 
 
 def gather_evidence(
@@ -249,7 +257,7 @@ def gather_evidence(
         )
         x, y = stack_samples(dataset, indices)
         estimate = estimate_fisher(model, names, x.to(device), y.to(device), fisher_settings)
-    return TrainingEvidence(training_loss, estimate)
+    return TrainingEvidence(training_loss, estimate, tuple(loss_x.shape[1:]))
 
 
 def prune_with_evidence(
@@ -263,6 +271,7 @@ def prune_with_evidence(
     seed: int,
     fixed_removed: Tensor | None = None,
     pattern: str | None = None,
+    reclaim_dead: bool = True,
 ) -> OneShotResult:
     """:func:`prune_one_shot` on gathered evidence, its generator seeded with ``seed``."""
     estimate = evidence.fisher
@@ -279,4 +288,6 @@ def prune_with_evidence(
         generator=torch.Generator().manual_seed(seed),
         fixed_removed=fixed_removed,
         pattern=pattern,
+        input_shape=evidence.input_shape,
+        reclaim_dead=reclaim_dead,
     )

@@ -42,6 +42,8 @@ class L0Settings:
             raise ConfigError(f"l0 starts must be magnitude and/or obs, got {self.starts!r}")
         if self.max_iterations < 0 or self.max_rounds < 1 or self.max_swap_rounds < 0:
             raise ConfigError("l0 needs max_iterations ≥ 0, max_rounds ≥ 1, max_swap_rounds ≥ 0")
+        if not 0 <= self.tol < float("inf"):  # NaN compares False: refused too
+            raise ConfigError(f"l0 tol must be a finite number >= 0, got {self.tol}")
 
     @property
     def start_names(self) -> list[str]:

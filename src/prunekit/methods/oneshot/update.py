@@ -49,8 +49,15 @@ class UpdateSettings:
                 f"update solver must be auto, removed, kept or gram, got {self.solver!r}"
             )
         self.scale_grid = [float(a) for a in self.scale_grid]
-        if not all(math.isfinite(a) for a in (self.scale, *self.scale_grid)):
+        scales = (float(self.scale), *self.scale_grid)
+        if not all(math.isfinite(a) for a in scales):
             raise ConfigError("update scales must be finite numbers")
+        if min(scales) < 0:
+            raise ConfigError(
+                f"update scales must be >= 0 (1: the full update, 0: none), got "
+                f"{min(scales):g}: a negative scale moves the kept weights against the "
+                "correction"
+            )
 
 
 def apply_correction(
