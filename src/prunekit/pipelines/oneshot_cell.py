@@ -76,6 +76,7 @@ def prune_cell(
             settings,
             seed,
             pattern=config.pattern,
+            reclaim_dead=config.reclaim_dead_weights,
         )
         training_loss = evidence.training_loss
         costs = {
@@ -98,6 +99,7 @@ def prune_cell(
             seed=seed,
             device=device,
             on_stage=lambda _t, model: validation_metrics(model, data, device),
+            reclaim_dead=config.reclaim_dead_weights,
         )
         result = staged.result
         write_json(cell.folder / "stages.json", staged.stages)

@@ -35,6 +35,7 @@ def prune_model(
     seed: int = 0,
     apply: bool = False,
     pattern: str | None = None,
+    reclaim_dead: bool = True,
 ) -> OneShotResult:
     """Prune a trained ``model`` in one shot with ``method`` (``magnitude``,
     ``woodfisher``, ``cbs``, any ``selection+update``): exactly round(s·d) of its d
@@ -47,7 +48,9 @@ def prune_model(
     ``names`` default to :func:`prunekit.masks.prunable_parameters` (the weight of every
     Conv and Linear layer). The model is left unchanged unless ``apply=True``, which
     writes the new weights (removed ones exactly zero) into it. ``pattern="2:4"`` asks
-    for an N:M semi-structured mask instead of ``sparsity`` (give None).
+    for an N:M semi-structured mask instead of ``sparsity`` (give None). With
+    ``reclaim_dead`` (the default) kept weights on no input-to-output path are exchanged
+    for removed ones on a path (``result.record.dead_weights_*``).
 
     Example::
 
@@ -72,7 +75,16 @@ def prune_model(
     )
     scores = init_scorer(model, names, sparsity, dataset, samples_per_class, seed, device)
     result = prune_with_evidence(
-        model, names, method, sparsity, evidence, scores, settings, seed, pattern=pattern
+        model,
+        names,
+        method,
+        sparsity,
+        evidence,
+        scores,
+        settings,
+        seed,
+        pattern=pattern,
+        reclaim_dead=reclaim_dead,
     )
     if apply:
         with torch.no_grad():

@@ -147,12 +147,14 @@ def prune_in_stages(
     seed: int = 0,
     device: torch.device | str = "cpu",
     on_stage: Callable[[int, nn.Module], dict] | None = None,
+    reclaim_dead: bool = True,
 ) -> MultiStageResult:
     """Prune ``model``'s ``names`` to ``sparsity`` in stages with ``method``; the model is
     not changed. Weights that are exactly zero in ``model`` already count as removed
     (the start of the schedule). ``fisher.first_order`` None means on with more than
     one stage. ``on_stage(t, pruned_model)`` may return metrics to record for stage t
-    (e.g. validation accuracy: reporting only)."""
+    (e.g. validation accuracy: reporting only). ``reclaim_dead``: see
+    :func:`prune_one_shot`."""
     settings = list(settings)
     fisher = fisher.resolved(staged=not stages.is_single)
     spec = get_method(method)
@@ -195,6 +197,7 @@ def prune_in_stages(
             settings,
             seed,
             fixed_removed=removed if removed.any() else None,
+            reclaim_dead=reclaim_dead,
         )
         with torch.no_grad():
             for name, value in result.weights.items():

@@ -13,6 +13,7 @@ from prunekit.errors import ConfigError, PrunekitError
 from prunekit.masks import Mask, check_nm, count_to_remove, nm_removed_count, parse_pattern
 from prunekit.methods.oneshot.flat import flatten_weights, mask_from_removed, unflatten
 from prunekit.methods.oneshot.problem import OneShotProblem
+from prunekit.methods.oneshot.reclaim import reclaim_dead_weights
 from prunekit.methods.oneshot.registry import get_method, settings_for
 from prunekit.methods.oneshot.results import OneShotRecord, OneShotResult
 from prunekit.second_order import EmpiricalFisher
@@ -45,6 +46,8 @@ def prune_one_shot(
     gradient: Tensor | None = None,
     fixed_removed: Tensor | None = None,
     pattern: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    reclaim_dead: bool = True,
 ) -> OneShotResult:
     """Prune ``model``'s parameters ``names`` to ``sparsity`` with ``method``: exactly
     round(s·d) of the d weights are removed; the model is not changed.
@@ -57,8 +60,11 @@ def prune_one_shot(
     ``UpdateSettings``...), defaults for any not given. See :class:`OneShotProblem` for
     ``gradient`` and ``fixed_removed``. With an N:M ``pattern`` (``"2:4"``) every
     patterned tensor keeps N of every M consecutive inputs of each row (the others stay
-    dense); ``sparsity`` is then None or the pattern's. :func:`prunekit.methods.oneshot.prune_model`
-    gathers all of this from a model and data in one call.
+    dense); ``sparsity`` is then None or the pattern's. With ``input_shape`` (one
+    sample's shape) and ``reclaim_dead``, kept weights on no input-to-output path are
+    exchanged for removed ones on a path before the update (``reclaim``; not with a
+    pattern). :func:`prunekit.methods.oneshot.prune_model` gathers all of this from a
+    model and data in one call.
     """
     spec = get_method(method)
     settings = list(settings)
@@ -111,6 +117,18 @@ def prune_one_shot(
         )
     if nm is not None:
         check_nm(mask_from_removed(removed, model, names), *nm)  # exact pattern, or an error
+    dead_selected = dead_kept = None
+    if reclaim_dead and input_shape is not None and nm is None:
+        reclaimed = reclaim_dead_weights(
+            model, names, weights, removed, input_shape, fixed_removed
+        )
+        removed, dead_selected, dead_kept = (
+            reclaimed.removed,
+            reclaimed.dead_before,
+            reclaimed.dead_after,
+        )
+        if int(removed.sum()) != problem.k:
+            raise PrunekitError("internal error: reclaiming dead weights changed the count")
     started = time.perf_counter()
     updated = update(removed)
     update_seconds = time.perf_counter() - started
@@ -128,6 +146,8 @@ def prune_one_shot(
         search_best_pass=None if search is None else search.best_pass,
         search_passes=None if search is None else search.passes,
         search_scored_with_update=None if search is None else search.scored_with_update,
+        dead_weights_selected=dead_selected,
+        dead_weights_kept=dead_kept,
     )
     return OneShotResult(
         mask=mask_from_removed(removed, model, names),

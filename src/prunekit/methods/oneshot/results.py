@@ -54,7 +54,9 @@ class Update:
 
 @dataclass
 class OneShotRecord:
-    """What a one-shot method did, as written into ``result.json``."""
+    """What a one-shot method did, as written into ``result.json``. ``dead_weights_*``:
+    kept weights on no input-to-output path in the selection's mask and in the final one
+    (None: not analysed; see ``methods.oneshot.reclaim``)."""
 
     selection: str
     update: str
@@ -68,6 +70,8 @@ class OneShotRecord:
     search_best_pass: int | None = None
     search_passes: int | None = None
     search_scored_with_update: bool | None = None
+    dead_weights_selected: int | None = None
+    dead_weights_kept: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
