@@ -8,6 +8,7 @@
 | ``cbs_s`` / ``cbs_u`` | selection / update | ``cbs.py`` |
 | ``random``, ``snip``, ``grasp``, ``synflow`` | selection | ``init_scores.py`` |
 | ``l0`` (joint L0 solver: IHT, backsolve, swaps) | selection | ``l0.py`` |
+| ``sparsegpt``, ``obc``, ``lw_l0``, ``lw_magnitude`` | layer-wise | ``layerwise.py`` |
 | ``none`` | update | ``update.py`` |
 
 Presets: ``magnitude``, ``layerwise_magnitude``, ``woodfisher`` (obs+woodfisher),
@@ -22,6 +23,7 @@ from prunekit.methods.oneshot import (  # noqa: F401
     cbs,
     init_scores,
     l0,
+    layerwise,
     magnitude,
     update,
     woodfisher,
@@ -30,6 +32,7 @@ from prunekit.methods.oneshot.api import prune_model
 from prunekit.methods.oneshot.cbs import CBSSettings
 from prunekit.methods.oneshot.evidence import FisherSettings
 from prunekit.methods.oneshot.l0 import L0Settings
+from prunekit.methods.oneshot.layerwise import LayerwiseSettings, prune_layerwise
 from prunekit.methods.oneshot.problem import OneShotProblem
 from prunekit.methods.oneshot.prune import prune_one_shot
 from prunekit.methods.oneshot.registry import (
@@ -39,6 +42,7 @@ from prunekit.methods.oneshot.registry import (
     MethodSpec,
     canonical_name,
     get_method,
+    register_layerwise,
     register_preset,
     register_selection,
     register_update,
@@ -59,6 +63,7 @@ __all__ = [
     "CBSSettings",
     "FisherSettings",
     "L0Settings",
+    "LayerwiseSettings",
     "MethodSpec",
     "OneShotProblem",
     "OneShotRecord",
@@ -69,8 +74,10 @@ __all__ = [
     "UpdateSettings",
     "canonical_name",
     "get_method",
+    "prune_layerwise",
     "prune_model",
     "prune_one_shot",
+    "register_layerwise",
     "register_preset",
     "register_selection",
     "register_update",

@@ -10,6 +10,10 @@ the method is paired with (a search may score candidate masks with it). An updat
 Adding a method: write one file that defines the function and decorates it with
 :func:`register_selection` (or :func:`register_update`), and import that file in
 ``prunekit/methods/oneshot/__init__.py``.
+
+A *layer-wise* method (:func:`register_layerwise`: ``sparsegpt``, ``obc``...) is its own
+selection and update, solved layer by layer on calibration inputs instead of a Fisher;
+``MethodSpec.layerwise`` tells the callers to run ``layerwise.prune_layerwise``.
 """
 
 from __future__ import annotations
@@ -25,13 +29,17 @@ from prunekit.errors import ConfigError
 @dataclass(frozen=True)
 class RegisteredFunction:
     """A registered selection or update: its name, function, whether it needs the
-    Fisher, the type of its settings (or None) and a one-line summary."""
+    Fisher, the type of its settings (or None) and a one-line summary. A layer-wise
+    method also has its ``solver`` (one block → ``LayerPruneResult``) and whether it
+    ``updates`` the kept weights."""
 
     name: str
     function: Callable[..., Any]
     needs_fisher: bool
     settings: type | None
     summary: str
+    solver: Callable[..., Any] | None = None
+    updates: bool = True
 
     def __call__(self, *args: Any) -> Any:
         return self.function(*args)
@@ -68,6 +76,27 @@ register_update = _registrar(UPDATES, "update")
 register_update.__doc__ = "Decorator: register ``solve(problem, removed, settings)`` as a name."
 
 
+def register_layerwise(
+    name: str, solver: Callable, *, settings: type, updates: bool = True, summary: str = ""
+) -> None:
+    """Register a layer-wise method: ``solver(task, settings)`` prunes one block of a
+    layer on its Hessian (``layerwise.BlockTask``); ``name`` alone is the method."""
+
+    def needs_calibration(problem: Any, settings: Any, update: Any) -> Any:
+        raise ConfigError(
+            f"{name!r} is a layer-wise method: it prunes on calibration inputs, not on a "
+            "Fisher; call prune_model or prune_layerwise"
+        )
+
+    if name in SELECTIONS:
+        raise ValueError(f"selection {name!r} is registered twice")
+    doc = summary or (solver.__doc__ or "").split("\n")[0]
+    SELECTIONS[name] = RegisteredFunction(
+        name, needs_calibration, False, settings, doc, solver, updates
+    )
+    PRESETS[name] = (name, "none")
+
+
 def register_preset(name: str, selection: str, update: str) -> None:
     """``name`` as a short form of ``selection+update``."""
     PRESETS[name] = (selection, update)
@@ -84,6 +113,11 @@ class MethodSpec:
     @property
     def needs_fisher(self) -> bool:
         return self.selection.needs_fisher or self.update.needs_fisher
+
+    @property
+    def layerwise(self) -> bool:
+        """Whether this is a layer-wise method (pruned by ``prune_layerwise``)."""
+        return self.selection.solver is not None
 
     @property
     def settings_types(self) -> tuple[type, ...]:
@@ -116,6 +150,11 @@ def get_method(name: str) -> MethodSpec:
         raise _unknown("selection", selection, SELECTIONS)
     if update not in UPDATES:
         raise _unknown("update", update, UPDATES)
+    if SELECTIONS[selection].solver is not None and update != "none":
+        raise ConfigError(
+            f"{selection!r} is a layer-wise method with its own weight update: write "
+            f"{selection!r} alone, without '+{update}'"
+        )
     canonical = selection if update == "none" else f"{selection}+{update}"
     return MethodSpec(canonical, SELECTIONS[selection], UPDATES[update])
 
