@@ -17,7 +17,8 @@ from prunekit.methods.oneshot.evidence import (
     init_scorer,
     prune_with_evidence,
 )
-from prunekit.methods.oneshot.registry import get_method
+from prunekit.methods.oneshot.layerwise import LayerwiseSettings, copy_buffers
+from prunekit.methods.oneshot.registry import get_method, settings_for
 from prunekit.methods.oneshot.results import OneShotResult
 
 
@@ -50,7 +51,10 @@ def prune_model(
     writes the new weights (removed ones exactly zero) into it. ``pattern="2:4"`` asks
     for an N:M semi-structured mask instead of ``sparsity`` (give None). With
     ``reclaim_dead`` (the default) kept weights on no input-to-output path are exchanged
-    for removed ones on a path (``result.record.dead_weights_*``).
+    for removed ones on a path (``result.record.dead_weights_*``). Layer-wise methods
+    (``sparsegpt``, ``obc``, ``lw_l0``, ``lw_magnitude``) form no Fisher: they prune
+    layer by layer on the inputs of a seeded draw of ``calibration_samples`` (a
+    ``LayerwiseSettings`` in ``settings``; default min(1024, n)), see ``prune_layerwise``.
 
     Example::
 
@@ -63,6 +67,12 @@ def prune_model(
     if fisher is None:
         fisher = FisherSettings(samples=min(1000, len(dataset)))
     device = next(model.parameters()).device
+    settings = list(settings)
+    calibration = None
+    if get_method(method).layerwise:  # a seeded draw of inputs; no Fisher is formed
+        given = any(isinstance(item, LayerwiseSettings) for item in settings)
+        calibration = settings_for(LayerwiseSettings, settings).calibration_samples
+        calibration = calibration if given else min(calibration, len(dataset))
     evidence = gather_evidence(
         model,
         names,
@@ -72,6 +82,7 @@ def prune_model(
         seed=seed,
         need_fisher=get_method(method).needs_fisher,
         device=device,
+        calibration_samples=calibration,
     )
     scores = init_scorer(model, names, sparsity, dataset, samples_per_class, seed, device)
     result = prune_with_evidence(
@@ -90,4 +101,5 @@ def prune_model(
         with torch.no_grad():
             for name, value in result.weights.items():
                 model.get_parameter(name).copy_(value)
+        copy_buffers(model, result)  # BatchNorm statistics a layer-wise method re-estimated
     return result

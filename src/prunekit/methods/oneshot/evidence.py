@@ -26,7 +26,9 @@ from prunekit.masks import Mask
 from prunekit.methods.init import score_and_mask
 from prunekit.methods.init.options import init_method_options
 from prunekit.methods.oneshot.flat import layer_sizes
+from prunekit.methods.oneshot.layerwise import LayerwiseSettings, prune_layerwise
 from prunekit.methods.oneshot.prune import prune_one_shot
+from prunekit.methods.oneshot.registry import get_method, settings_for
 from prunekit.methods.oneshot.results import OneShotResult
 from prunekit.methods.oneshot.training_loss import weights_loss
 from prunekit.second_order import (
@@ -219,11 +221,13 @@ def init_scorer(
 @dataclass
 class TrainingEvidence:
     """What the methods of one seed share: the loss samples' training loss, when a
-    method needs it the Fisher estimate, and one input sample's shape."""
+    method needs it the Fisher estimate, one input sample's shape and, for layer-wise
+    methods, the calibration inputs."""
 
     training_loss: WeightsLoss
     fisher: FisherEstimate | None
     input_shape: tuple[int, ...] | None = None
+    calibration: Tensor | None = None
 
 
 def gather_evidence(
@@ -236,10 +240,12 @@ def gather_evidence(
     seed: int,
     need_fisher: bool,
     device: torch.device | str = "cpu",
+    calibration_samples: int | None = None,
 ) -> TrainingEvidence:
     """Draw the seed's samples and compute the training loss (on ``loss_samples``
     samples; None: all of them up to 10,000) and, if ``need_fisher``, the Fisher at
-    ``model``'s current weights."""
+    ``model``'s current weights; with ``calibration_samples``, the inputs of that many
+    samples for the layer-wise methods (the first ones of the same seeded draw)."""
     order = sample_order(dataset, seed)
     if loss_samples is None:
         loss_samples = min(DEFAULT_LOSS_SAMPLES, len(order))
@@ -257,7 +263,11 @@ def gather_evidence(
         )
         x, y = stack_samples(dataset, indices)
         estimate = estimate_fisher(model, names, x.to(device), y.to(device), fisher_settings)
-    return TrainingEvidence(training_loss, estimate, tuple(loss_x.shape[1:]))
+    calibration = None
+    if calibration_samples is not None:
+        indices = take(order, calibration_samples, "layer-wise calibration", "calibration_samples")
+        calibration, _ = stack_samples(dataset, indices)
+    return TrainingEvidence(training_loss, estimate, tuple(loss_x.shape[1:]), calibration)
 
 
 def prune_with_evidence(
@@ -273,7 +283,22 @@ def prune_with_evidence(
     pattern: str | None = None,
     reclaim_dead: bool = True,
 ) -> OneShotResult:
-    """:func:`prune_one_shot` on gathered evidence, its generator seeded with ``seed``."""
+    """:func:`prune_one_shot` on gathered evidence, its generator seeded with ``seed``;
+    a layer-wise method runs :func:`prune_layerwise` on the evidence's calibration inputs."""
+    if get_method(method).layerwise:
+        if evidence.calibration is None:
+            raise ConfigError(f"{method} needs calibration inputs: gather calibration_samples")
+        return prune_layerwise(
+            model,
+            names,
+            method,
+            sparsity,
+            evidence.calibration,
+            settings=settings_for(LayerwiseSettings, settings),
+            pattern=pattern,
+            fixed_removed=fixed_removed,
+            seed=seed,
+        )
     estimate = evidence.fisher
     return prune_one_shot(
         model,
