@@ -38,7 +38,8 @@ from prunekit.methods.oneshot.evidence import (
     prune_with_evidence,
 )
 from prunekit.methods.oneshot.flat import flatten_weights, removed_from_mask
-from prunekit.methods.oneshot.registry import get_method
+from prunekit.methods.oneshot.layerwise import LayerwiseSettings, copy_buffers
+from prunekit.methods.oneshot.registry import get_method, settings_for
 from prunekit.methods.oneshot.results import OneShotResult
 from prunekit.utils.settings import setting
 
@@ -170,6 +171,8 @@ def prune_in_stages(
         )
     records: list[StageRecord] = []
     result = None
+    layerwise = settings_for(LayerwiseSettings, settings)
+    calibration = layerwise.calibration_samples if spec.layerwise else None
     for t, stage_sparsity in enumerate(plan):
         sample_seed = stages.seed_of(seed, t)
         started = time.perf_counter()
@@ -182,6 +185,7 @@ def prune_in_stages(
             seed=sample_seed,
             need_fisher=spec.needs_fisher,
             device=device,
+            calibration_samples=calibration,
         )
         evidence_seconds = time.perf_counter() - started
         scores = init_scorer(
@@ -202,6 +206,7 @@ def prune_in_stages(
         with torch.no_grad():
             for name, value in result.weights.items():
                 current.get_parameter(name).copy_(value)
+        copy_buffers(current, result)
         removed = removed_from_mask(result.mask, names)
         records.append(
             StageRecord(
