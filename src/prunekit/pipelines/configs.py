@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prunekit.methods.oneshot import CBSSettings, FisherSettings, L0Settings, UpdateSettings
+from prunekit.methods.oneshot import (
+    CBSSettings,
+    FisherSettings,
+    L0Settings,
+    LayerwiseSettings,
+    UpdateSettings,
+)
 from prunekit.methods.oneshot.multistage import StageSettings
 from prunekit.utils.settings import setting as opt
 
@@ -115,7 +121,8 @@ class OneShotConfig(TrainingFields, CommonConfig):
         ["magnitude", "woodfisher", "cbs"],
         "presets magnitude, layerwise_magnitude, woodfisher, cbs, l0, or selection+update "
         "pairs (selections: magnitude, layerwise_magnitude, obs, cbs_s, l0, random, snip, "
-        "grasp, synflow; updates: none, woodfisher, cbs_u)",
+        "grasp, synflow; updates: none, woodfisher, cbs_u), or the layer-wise methods "
+        "sparsegpt, obc, lw_l0, lw_magnitude (no Fisher: calibration inputs, layer by layer)",
     )
     sparsities: list[float] = opt(
         [0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
@@ -131,6 +138,9 @@ class OneShotConfig(TrainingFields, CommonConfig):
     cbs: CBSSettings = opt(CBSSettings(), "CBS-S search")
     update: UpdateSettings = opt(UpdateSettings(), "how the update is applied")
     l0: L0Settings = opt(L0Settings(), "the joint L0 solver")
+    layerwise: LayerwiseSettings = opt(
+        LayerwiseSettings(), "layer-wise methods (sparsegpt, obc, lw_l0, lw_magnitude)"
+    )
     pattern: str | None = opt(
         None,
         "N:M semi-structured pattern (e.g. 2:4) instead of --sparsities: N kept in every M "

@@ -19,6 +19,7 @@ from prunekit.methods.oneshot.evidence import (
     prune_with_evidence,
 )
 from prunekit.methods.oneshot.flat import flatten_weights
+from prunekit.methods.oneshot.layerwise import copy_buffers
 from prunekit.methods.oneshot.multistage import prune_in_stages
 from prunekit.pipelines.cells import Cell
 from prunekit.pipelines.configs import OneShotConfig
@@ -60,7 +61,7 @@ def prune_cell(
         run.dense,
         run.device,
     )
-    settings = [config.cbs, config.update, config.l0]
+    settings = [config.cbs, config.update, config.l0, config.layerwise]
     if config.stages.is_single:
         estimate = evidence.fisher
         scores = init_scorer(
@@ -118,6 +119,7 @@ def prune_cell(
     with torch.no_grad():
         for name, value in result.weights.items():
             pruned.get_parameter(name).copy_(value)
+    copy_buffers(pruned, result)
     if not result.mask.holds_in(pruned):
         raise AssertionError("pruned weights are not zero after the update")
     metrics = evaluate(pruned, data.test_loader, device, num_classes=data.num_classes)
