@@ -37,6 +37,7 @@ from prunekit.second_order.layerwise.objective import (
     make_result,
 )
 from prunekit.second_order.layerwise.sparsegpt import sparsegpt_layer
+from prunekit.second_order.layerwise.swaps import best_swaps
 
 STARTS = ("sparsegpt", "obc", "magnitude")
 
@@ -48,6 +49,7 @@ def joint_layer(
     *,
     damp: float = 0.01,
     iterations: int = 100,
+    swap_rounds: int = 100,
     pattern: tuple[int, int] | None = None,
     start: str = "sparsegpt",
     block_size: int = 128,
@@ -86,22 +88,44 @@ def joint_layer(
     consider(w_hat, kept)
     smallest_step = 1.0 / max(lambda_max(H_damped), 1e-300)
     step = smallest_step
-    for _ in range(iterations):
-        z = (w_hat - step * ((w_hat - w) @ H_damped)).abs()
-        removed = lowest_in_groups(z, pattern) if pattern else lowest_k(z, count)
-        if torch.equal(~removed, kept):
-            if step <= smallest_step:
+    budget = iterations
+    for _ in range(swap_rounds + 1):
+        # IHT with backsolves until the 1/λ_max step stalls (or the budget is spent).
+        while budget > 0:
+            budget -= 1
+            z = (w_hat - step * ((w_hat - w) @ H_damped)).abs()
+            removed = lowest_in_groups(z, pattern) if pattern else lowest_k(z, count)
+            if torch.equal(~removed, kept):
+                if step <= smallest_step:
+                    break
+                step = max(step / 2, smallest_step)
+                continue
+            trial = least_squares_on_support(w, H_damped, ~removed)
+            trial_value = objective(trial)
+            if trial_value < value:
+                kept, w_hat, value = ~removed, trial, trial_value
+                consider(w_hat, kept)
+                step *= 2
+            elif step <= smallest_step:
                 break
-            step = max(step / 2, smallest_step)
-            continue
-        trial = least_squares_on_support(w, H_damped, ~removed)
-        trial_value = objective(trial)
-        if trial_value < value:
-            kept, w_hat, value = ~removed, trial, trial_value
-            consider(w_hat, kept)
-            step *= 2
-        elif step <= smallest_step:
+            else:
+                step = max(step / 2, smallest_step)
+        if swap_rounds == 0:
             break
-        else:
-            step = max(step / 2, smallest_step)
+        # One exact swap per row where it helps, then the exact backsolve.
+        change, add, drop = best_swaps(w, w_hat, kept, H_damped, pattern)
+        better = change < -1e-12 * max(value, 1e-300)
+        if not better.any():
+            break
+        rows = torch.nonzero(better).flatten()
+        trial_kept = kept.clone()
+        trial_kept[rows, add[rows]] = True
+        trial_kept[rows, drop[rows]] = False
+        trial = least_squares_on_support(w, H_damped, trial_kept)
+        trial_value = objective(trial)
+        if trial_value >= value:
+            break
+        kept, w_hat, value = trial_kept, trial, trial_value
+        consider(w_hat, kept)
+        step = smallest_step
     return best

@@ -76,16 +76,50 @@ def obc_layer(
         steps = max_row_count or min(d_in, math.ceil(1.25 * count / max(d_out, 1)) + 8)
         steps = min(d_in, max(steps, math.ceil(count / max(d_out, 1))))
 
+    # Dead inputs are decoupled in H_damped and their weights are 0: removing them is
+    # free and changes nothing else, so every row's sequence starts with them (under N:M
+    # only as many per group as the group may lose) and the greedy runs on the others.
+    free = dead.clone()
+    if pattern is not None:
+        n, m = pattern
+        groups = torch.arange(d_in) // m
+        rank_in_group = torch.cumsum(dead.reshape(-1, m).long(), dim=1).reshape(-1)
+        free &= rank_in_group <= m - n
+    free = free.to(W.device)
+    free_index = torch.nonzero(free).flatten()
+    rest_index = torch.nonzero(~free).flatten()
+    n_free = len(free_index)
     order = torch.zeros(d_out, steps, dtype=torch.long, device=W.device)
     costs = torch.zeros(d_out, steps, dtype=torch.float64, device=W.device)
-    final = torch.zeros_like(weights)
-    rows_per_chunk = max(1, chunk_bytes // (8 * d_in * d_in))
-    for start in range(0, d_out, rows_per_chunk):
+    order[:, : min(steps, n_free)] = free_index[:steps]
+    rest_steps = max(0, steps - n_free)
+    rest_inverse = inverse[rest_index][:, rest_index]
+    final = weights.clone()
+    rows_per_chunk = max(1, chunk_bytes // (8 * max(len(rest_index), 1) ** 2))
+    for start in range(0, d_out if rest_steps else 0, rows_per_chunk):
         rows = slice(start, min(d_out, start + rows_per_chunk))
-        snapshot = row_counts[rows].to(W.device) if row_counts is not None else None
+        snapshot, room, group_of = None, None, None
+        if row_counts is not None:
+            snapshot = (row_counts[rows].to(W.device) - n_free).clamp_min(0)
+        if pattern is not None:
+            group_of = (rest_index // m).to(W.device)
+            freed = torch.bincount(groups[free.cpu()], minlength=d_in // m).to(W.device)
+            room = (m - n - freed).expand(rows.stop - rows.start, -1).contiguous()
+        chunk_final = weights[rows][:, rest_index]
+        local_order = order[rows, n_free:]
         _greedy_rows(
-            weights[rows], inverse, steps, pattern, snapshot, order[rows], costs[rows], final[rows]
+            weights[rows][:, rest_index],
+            rest_inverse,
+            rest_steps,
+            room,
+            group_of,
+            snapshot,
+            local_order,
+            costs[rows, n_free:],
+            chunk_final,
         )
+        order[rows, n_free:] = rest_index[local_order]
+        final[rows.start : rows.stop, rest_index] = chunk_final
 
     if row_counts is None:
         kept = _allocate(order, costs, count, d_in)
@@ -98,10 +132,11 @@ def obc_layer(
     return make_result(W, final, kept, H, count)
 
 
-def _greedy_rows(w, inverse, steps, pattern, snapshot, order_out, costs_out, final_out):
+def _greedy_rows(w, inverse, steps, room, group_of, snapshot, order_out, costs_out, final_out):
     """Run ``steps`` greedy OBS removals on the rows ``w`` (r × d), writing the removed
-    column of each step, its marginal cost, and (when ``snapshot`` gives per-row counts)
-    each row's weights after its own count."""
+    column (local index) of each step, its marginal cost, and, when ``snapshot`` gives
+    per-row counts, each row's weights after its own count into ``final_out``. ``room``
+    (r × groups) and ``group_of`` (d) restrict removals to groups with room left (N:M)."""
     r, d = w.shape
     device = w.device
     rows = torch.arange(r, device=device)
@@ -109,19 +144,12 @@ def _greedy_rows(w, inverse, steps, pattern, snapshot, order_out, costs_out, fin
     w = w.clone()
     inv = inverse.expand(r, d, d).clone()
     live = torch.ones(r, d, dtype=torch.bool, device=device)
-    group_room = None
-    if pattern is not None:
-        n, m = pattern
-        group_room = torch.full((r, d // m), m - n, dtype=torch.long, device=device)
-    if snapshot is not None:
-        done = snapshot == 0
-        final_out[done] = w[done]
     inf = torch.tensor(float("inf"), dtype=w.dtype, device=device)
     for step in range(steps):
         diagonal = torch.diagonal(inv, dim1=1, dim2=2)
         allowed = live
-        if group_room is not None:
-            allowed = live & (torch.gather(group_room, 1, columns // pattern[1]) > 0)
+        if room is not None:
+            allowed = live & (torch.gather(room, 1, group_of[columns]) > 0)
         scores = torch.where(allowed, w * w / diagonal.clamp_min(1e-300), inf)
         p = torch.argmin(scores, dim=1)
         pivot = diagonal[rows, p].clamp_min(1e-300)
@@ -131,10 +159,10 @@ def _greedy_rows(w, inverse, steps, pattern, snapshot, order_out, costs_out, fin
         direction = inv[rows, :, p]  # (r, a): H⁻¹_{:,p}
         w -= (wp / pivot)[:, None] * direction
         w[rows, p] = 0.0
-        inv -= direction[:, :, None] * (direction / pivot[:, None])[:, None, :]
+        inv.baddbmm_(direction[:, :, None], (direction / pivot[:, None])[:, None, :], alpha=-1)
         live[rows, p] = False
-        if group_room is not None:
-            group_room[rows, columns[rows, p] // pattern[1]] -= 1
+        if room is not None:
+            room[rows, group_of[columns[rows, p]]] -= 1
         if snapshot is not None:
             done = snapshot == step + 1
             if done.any():
@@ -142,7 +170,7 @@ def _greedy_rows(w, inverse, steps, pattern, snapshot, order_out, costs_out, fin
                 full.scatter_(1, columns[done], torch.where(live[done], w[done], 0.0))
                 final_out[done] = full
         alive = d - (step + 1)  # live columns per row (each row removed step + 1)
-        if alive > 0 and alive <= 0.75 * live.shape[1] and step + 1 < steps:
+        if 0 < alive <= 0.75 * live.shape[1] and step + 1 < steps:
             keep = torch.sort((~live).to(torch.int8), dim=1, stable=True).indices[:, :alive]
             columns = torch.gather(columns, 1, keep)
             w = torch.gather(w, 1, keep)
