@@ -229,4 +229,3 @@ def peak_bytes(
     solve = 8 * (2 * d_in * d_in + 2 * rows * d_in)
     activations = 4 * batch_size * rows_per_sample * d_in * layer.groups
     return hessians + solve + activations
-
