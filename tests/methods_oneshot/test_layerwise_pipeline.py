@@ -222,7 +222,7 @@ def test_linear_layers_on_token_inputs_of_a_transformer_block():
     assert order == names  # reports in the order of the names
     q = result.record.layers[names.index("attention.q.weight")]
     X = model.norm1(x).reshape(-1, 16).detach()  # the first layer: dense inputs
-    delta = model.attention.q.weight - result.weights["attention.q.weight"]
+    delta = model.attention.q.weight.detach() - result.weights["attention.q.weight"]
     assert q.calibration_rows == 70
     assert q.error == pytest.approx(float(((X @ delta.T) ** 2).sum()) / 70, rel=1e-6)
 
