@@ -114,6 +114,7 @@ class LayerwiseSettings:
         "float32", "dtype the Hessians are accumulated in", choices=["float32", "float64"]
     )
     l0_iterations: int = setting(100, "lw_l0: IHT steps tried at most per layer block")
+    l0_swap_rounds: int = setting(100, "lw_l0: rounds of exact per-row swaps (0: none)")
     l0_start: str = setting(
         "sparsegpt", "lw_l0: the start mask", choices=["sparsegpt", "obc", "magnitude"]
     )
@@ -125,6 +126,8 @@ class LayerwiseSettings:
                 raise ConfigError(f"layerwise {name} must be an integer >= 1, got {value!r}")
         if not (isinstance(self.damp, int | float) and 0 <= self.damp < float("inf")):
             raise ConfigError(f"layerwise damp must be a number >= 0, got {self.damp!r}")
+        if not isinstance(self.l0_swap_rounds, int) or self.l0_swap_rounds < 0:
+            raise ConfigError(f"layerwise l0_swap_rounds must be >= 0, got {self.l0_swap_rounds!r}")
         if self.allocation not in ALLOCATIONS:
             raise ConfigError(
                 f"layerwise allocation must be one of {', '.join(ALLOCATIONS)}, got "
@@ -180,6 +183,7 @@ def _joint(task: BlockTask, settings: LayerwiseSettings) -> LayerPruneResult:
         task.count,
         damp=settings.damp,
         iterations=settings.l0_iterations,
+        swap_rounds=settings.l0_swap_rounds,
         start=settings.l0_start,
         block_size=settings.block_size,
         pattern=task.pattern,
