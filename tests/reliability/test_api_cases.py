@@ -36,6 +36,7 @@ from prunekit.errors import (
     DataError,
     NonFiniteError,
     PrunekitError,
+    ResourceError,
     RunFolderBusyError,
     RunFolderError,
     UnsafeFileError,
@@ -44,6 +45,7 @@ from prunekit.masks import Mask, load_mask
 from prunekit.methods.init import get_init_method, score_and_mask
 from prunekit.methods.oneshot import FisherSettings, L0Settings, UpdateSettings
 from prunekit.pipelines.export import check_out_path
+from prunekit.pipelines.grid import check_distinct_counts, check_distinct_methods
 from prunekit.reports.collect import collect_results
 from prunekit.second_order import EmpiricalFisher, per_sample_gradients
 from prunekit.training import TrainConfig, build_optimizer, evaluate, fit, load_checkpoint
@@ -387,6 +389,140 @@ def folder_on_a_read_only_mount(tmp):
             ensure_folder(tmp)
 
     return call
+
+
+# --- issue 18: prune_model and the grid checks -------------------------------------------
+def _prune_model(data, **kwargs):
+    from prunekit.methods.oneshot import prune_model
+
+    return lambda: prune_model(net(), kwargs.pop("method", "magnitude"), 0.5, data, **kwargs)
+
+
+@case(DataError, "the training data holds no samples")
+def prune_model_on_empty_tensors(tmp):
+    return _prune_model((torch.empty(0, 12), torch.empty(0, dtype=torch.long)))
+
+
+@case(DataError, "the training data holds no samples")
+def prune_model_on_an_empty_loader(tmp):
+    return _prune_model(loader(n=0))
+
+
+@case(ConfigError, "loss_samples must be >= 1")
+def prune_model_with_no_loss_samples(tmp):
+    return _prune_model(batch(), loss_samples=0)
+
+
+@case(DataError, "(one-hot? give targets.argmax(1))")
+def prune_model_on_one_hot_targets(tmp):
+    x, y = batch()
+    return _prune_model((x, torch.nn.functional.one_hot(y, 4).float()))
+
+
+@case(DataError, "must be class indices, a 1-D integer tensor; got torch.float32 of shape (6,)")
+def prune_model_on_float_targets(tmp):
+    x, y = batch()
+    return _prune_model((x, y.float()))
+
+
+@case(DataError, "got torch.int64 of shape (6, 1)")
+def prune_model_on_2d_targets(tmp):
+    x, y = batch()
+    return _prune_model((x, y[:, None]))
+
+
+@case(ConfigError, "the model has no parameter(s) ['fc9.weight']")
+def prune_model_unknown_names(tmp):
+    return _prune_model(batch(), names=["fc9.weight"])
+
+
+@case(ConfigError, "is on the meta device")
+def prune_model_on_the_meta_device(tmp):
+    from prunekit.methods.oneshot import prune_model
+
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 4))
+    return lambda: prune_model(model, "magnitude", 0.5, batch())
+
+
+@case(NonFiniteError, "the loss samples: the inputs hold 1 NaN/Inf values")
+def prune_model_cbs_with_nan_among_the_loss_samples(tmp):
+    x, y = batch(n=8)
+    x[5, 3] = float("nan")
+    return _prune_model((x, y), method="cbs")
+
+
+@case(ConfigError, "the 2:5 pattern fits none of the layers")
+def prune_model_pattern_that_fits_no_layer(tmp):
+    from prunekit.methods.oneshot import prune_model
+
+    return lambda: prune_model(net(), "magnitude", None, batch(), pattern="2:5")
+
+
+@case(ConfigError, "sparsities 0.9 and 0.9000001 both remove 29124 of the 32360")
+def same_removal_count(tmp):
+    return lambda: check_distinct_counts([0.9, 0.9000001], 32360)
+
+
+@case(ConfigError, "methods 'woodfisher' and 'obs+woodfisher' are the same method")
+def preset_beside_its_pair(tmp):
+    from prunekit.methods.oneshot import get_method
+
+    def parts(name):
+        spec = get_method(name)
+        return spec.selection.name, spec.update.name
+
+    return lambda: check_distinct_methods(["woodfisher", "obs+woodfisher"], parts)
+
+
+@case(ConfigError, "--sparsities 0.9 0.95 cannot be run with it")
+def pattern_beside_sparsities(tmp):
+    from prunekit.pipelines.configs import PruneInitConfig
+    from prunekit.pipelines.prune_init import check_config
+
+    config = PruneInitConfig(model="mlpnet", dataset="synthetic", methods=["magnitude"],
+                             pattern="2:4", sparsities=[0.9, 0.95])  # fmt: skip
+    return lambda: check_config(config)
+
+
+@case(PrunekitError, "removes every weight of ['fc1.weight']")
+def layer_collapse_refused(tmp):
+    from prunekit.pipelines.checks import check_collapse
+
+    return lambda: check_collapse(["fc1.weight"], "x", "fail", logging.getLogger(__name__))
+
+
+@case(ConfigError, "threads must be integers >= 1")
+def bench_zero_threads(tmp):
+    from prunekit.pipelines.bench import run_bench
+    from prunekit.pipelines.configs import BenchConfig
+
+    return lambda: run_bench(BenchConfig(models=["mlpnet"], threads=[0], out_dir=str(tmp)))
+
+
+@case(ResourceError, "GiB are available: lower --batch-sizes")
+def bench_batch_beyond_memory(tmp):
+    from prunekit.pipelines.bench import check_bench_memory
+
+    return lambda: check_bench_memory(["mlpnet"], [10**9])
+
+
+@case(RunFolderBusyError, "which is in use by another prunekit run (pid")
+def folder_inside_a_run_folder_in_use(tmp):
+    context = multiprocessing.get_context("fork")
+    ready, done = context.Event(), context.Event()
+    holder = context.Process(target=_hold_lock, args=(tmp / "run", ready, done))
+    holder.start()
+    assert ready.wait(60)
+
+    def second():
+        try:
+            lock_run_folder(tmp / "run" / "cell" / "finetune")
+        finally:
+            done.set()
+            holder.join()
+
+    return second
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -429,6 +429,103 @@ def fisher_damp_infinite_in_float32(tmp, mp, capsys):
     return _prune_args(tmp, "woodfisher", "--fisher-damp", "1e300")
 
 
+# --- issue 18: the grid of prune and prune-init, collapse, locks, bench --------------------
+def _init_args(tmp: Path, *extra) -> list:
+    return ["prune-init", *QUICK, "--methods", "magnitude", "--epochs", "1",
+            "--run-dir", tmp / "run", *extra]  # fmt: skip
+
+
+def _prune_grid(tmp: Path, *extra) -> list:
+    return ["prune", *QUICK, "--checkpoint", _ckpt(tmp), "--run-dir", tmp / "run", *extra]
+
+
+@case("the 2:1000 pattern fits no prunable layer")
+def prune_pattern_that_fits_no_layer(tmp, mp, capsys):
+    return _prune_grid(tmp, "--methods", "magnitude", "--pattern", "2:1000")
+
+
+@case("the 2:1000 pattern fits no prunable layer")
+def prune_init_pattern_that_fits_no_layer(tmp, mp, capsys):
+    return _init_args(tmp, "--pattern", "2:1000")
+
+
+@case("--sparsities 0.9 0.95 cannot be run with it")
+def prune_pattern_beside_sparsities(tmp, mp, capsys):
+    return _prune_grid(tmp, "--methods", "magnitude", "--pattern", "2:4",
+                       "--sparsities", "0.9", "0.95")  # fmt: skip
+
+
+@case("--sparsities 0.9 0.95 cannot be run with it")
+def prune_init_pattern_beside_sparsities(tmp, mp, capsys):
+    return _init_args(tmp, "--pattern", "2:4", "--sparsities", "0.9", "0.95")
+
+
+@case("sparsities 0.9 and 0.9000001 both remove 29124 of the 32360")
+def prune_sparsities_of_the_same_count(tmp, mp, capsys):
+    return _prune_grid(tmp, "--methods", "magnitude", "--sparsities", "0.9", "0.9000001")
+
+
+@case("both remove 29124 of the 32360 prunable weights")
+def prune_init_sparsities_of_the_same_count(tmp, mp, capsys):
+    return _init_args(tmp, "--sparsities", "0.9", "0.9000001")
+
+
+@case("methods 'woodfisher' and 'obs+woodfisher' are the same method")
+def prune_woodfisher_beside_its_pair(tmp, mp, capsys):
+    return _prune_grid(tmp, "--methods", "woodfisher", "obs+woodfisher", "--sparsities", "0.5")
+
+
+@case("methods 'cbs' and 'cbs_s+cbs_u' are the same method")
+def prune_cbs_beside_its_pair(tmp, mp, capsys):
+    return _prune_grid(tmp, "--methods", "cbs", "cbs_s+cbs_u", "--sparsities", "0.5")
+
+
+@case("methods 'l0' and 'l0+cbs_u' are the same method")
+def prune_l0_beside_its_pair(tmp, mp, capsys):
+    return _prune_grid(tmp, "--methods", "l0", "l0+cbs_u", "--sparsities", "0.5")
+
+
+@case("(layer collapse); use --on-collapse warn")
+def prune_removing_every_weight(tmp, mp, capsys):
+    return _prune_grid(tmp, "--methods", "magnitude", "--sparsities", "0.999999",
+                       "--on-collapse", "fail")  # fmt: skip
+
+
+def _hold(folder, ready, done):
+    from prunekit.utils.lock import lock_run_folder
+
+    lock_run_folder(folder)
+    ready.set()
+    done.wait(30)  # a daemon: ends with the tests at the latest
+
+
+@case("which is in use by another prunekit run (pid")
+def train_inside_a_run_folder_in_use(tmp, mp, capsys):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    ready, done = context.Event(), context.Event()
+    holder = context.Process(target=_hold, args=(tmp / "run", ready, done), daemon=True)
+    holder.start()
+    assert ready.wait(30)
+    return _train(tmp, "--run-dir", tmp / "run" / "magnitude" / "finetune")
+
+
+@case("threads must be integers >= 1, got [0]")
+def bench_zero_threads(tmp, mp, capsys):
+    return ["bench", "--models", "mlpnet", "--threads", "0", "--out-dir", tmp / "bench"]
+
+
+@case("threads must be integers >= 1, got [-1]")
+def bench_negative_threads(tmp, mp, capsys):
+    return ["bench", "--models", "mlpnet", "--threads", "-1", "--out-dir", tmp / "bench"]
+
+
+@case("GiB are available: lower --batch-sizes")
+def bench_batch_beyond_memory(tmp, mp, capsys):
+    return ["bench", "--models", "mlpnet", "--batch-sizes", str(10**9), "--out-dir", tmp / "b"]
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_cli_case(name, tmp_path, monkeypatch, capsys):
     setup, expected = CASES[name]

@@ -102,3 +102,77 @@ def test_infinite_damp_refused(tmp_path, capsys):
     argv[argv.index("magnitude")] = "woodfisher"
     code, _, err = run_cli(capsys, [*argv, "--fisher-samples", "8"])
     assert code != 0 and "Traceback" not in err and "damp" in err
+
+
+# --- issue 18: results whose fix is a correct outcome -----------------------------------------
+def _cells(run_dir):
+    return sorted(p.parent.name for p in run_dir.rglob("settings.json") if p.parent != run_dir)
+
+
+@pytest.mark.parametrize("command", ["prune", "prune-init"])
+def test_changed_data_under_the_same_folder_is_not_served_old_results(tmp_path, capsys, command):
+    folder = mnist_folder(tmp_path / "mnist", n_train=20, n_test=10)
+    argv = [command, "--model", "mlpnet", "--data-dir", folder, "--methods", "magnitude",
+            "--sparsities", "0.5", "--no-progress", "--run-dir", tmp_path / "run"]  # fmt: skip
+    if command == "prune":
+        argv += ["--checkpoint", save(mlpnet_state(), tmp_path / "w.pt")]
+    else:
+        argv += ["--epochs", "1", "--batch-size", "10", "--samples-per-class", "1"]
+    assert run_cli(capsys, argv)[0] == 0
+    assert run_cli(capsys, argv)[0] == 0 and len(_cells(tmp_path / "run")) == 1  # reused
+    images = folder / "train-images-idx3-ubyte"
+    raw = bytearray(images.read_bytes())
+    raw[-1] ^= 0xFF  # one pixel of the last training image: same names, same sizes
+    images.write_bytes(bytes(raw))
+    code, _, err = run_cli(capsys, argv)
+    assert code == 0, err
+    assert len(_cells(tmp_path / "run")) == 2  # a new cell beside the old one
+
+
+def test_export_overwrite_replaces_an_earlier_export(tmp_path, capsys):
+    ckpt = save(mlpnet_state(), tmp_path / "w.pt")
+    out = tmp_path / "m.safetensors"
+    out.write_text("an earlier file")
+    argv = ["export", ckpt, out, "--model", "mlpnet"]
+    assert run_cli(capsys, argv)[0] != 0 and out.read_text() == "an earlier file"
+    code, _, err = run_cli(capsys, [*argv, "--overwrite"])
+    assert code == 0, err
+    assert out.read_bytes()[:8] != b"an earli"
+
+
+def test_report_warns_about_a_nan_result(tmp_path, capsys, caplog):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "result.json").write_text(
+        '{"method": "cbs", "sparsity": 0.9, "seed": 0, "top1": NaN}'
+    )
+    code, out, _ = run_cli(capsys, ["report", "--run-dir", tmp_path])
+    assert code == 0
+    assert "not finite" in caplog.text and str(tmp_path / "a" / "result.json") in caplog.text
+    assert "WARNING: not finite (NaN/Inf)" in (tmp_path / "report.md").read_text()
+
+
+def _prune_mlpnet(tmp_path, *extra):
+    ckpt = save(mlpnet_state(), tmp_path / "w.pt")
+    return ["prune", *QUICK, "--checkpoint", ckpt, "--methods", "magnitude",
+            "--run-dir", tmp_path / "run", *extra]  # fmt: skip
+
+
+def test_prune_pattern_names_the_layers_left_dense(tmp_path, capsys, caplog):
+    code, _, err = run_cli(capsys, _prune_mlpnet(tmp_path, "--pattern", "2:8"))
+    assert code == 0, err
+    assert "['fc3.weight'] cannot carry the 2:8 pattern and stay dense" in caplog.text
+
+
+def test_prune_pattern_with_its_own_sparsity_runs(tmp_path, capsys):
+    code, _, err = run_cli(
+        capsys, _prune_mlpnet(tmp_path, "--pattern", "2:4", "--sparsities", "0.5")
+    )
+    assert code == 0, err
+
+
+def test_prune_collapse_warns_by_default(tmp_path, capsys, caplog):
+    code, _, err = run_cli(capsys, _prune_mlpnet(tmp_path, "--sparsities", "0.999999"))
+    assert code == 0, err
+    assert "(layer collapse)" in caplog.text
+    record = json.loads((tmp_path / "run" / "results.jsonl").read_text().splitlines()[0])
+    assert record["collapsed_layers"] == ["fc1.weight", "fc2.weight", "fc3.weight"]

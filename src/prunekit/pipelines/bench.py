@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import platform
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from prunekit.deploy.bench import CROSSOVER_LAYERS, measure_crossover, measure_model
-from prunekit.errors import ConfigError
+from prunekit.errors import ConfigError, ResourceError
 from prunekit.masks import check_sparsity
-from prunekit.models import list_models
+from prunekit.models import create_model, input_shape_for, list_models
 from prunekit.pipelines.configs import BenchConfig
+from prunekit.second_order.fisher import available_memory_bytes
 from prunekit.utils.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -50,6 +53,61 @@ def _check(config: BenchConfig) -> None:
         raise ConfigError("batch sizes must be positive integers")
     if config.repeats < 1 or config.warmup < 0:
         raise ConfigError("repeats must be >= 1 and warmup >= 0")
+    bad_threads = [t for t in config.threads if isinstance(t, bool) or t < 1]
+    if bad_threads:
+        raise ConfigError(f"threads must be integers >= 1, got {bad_threads}")
+    check_bench_memory(config.models, config.batch_sizes)
+
+
+def forward_bytes_per_sample(model: nn.Module, shape: tuple[int, ...]) -> int:
+    """Bytes one sample takes in a forward pass of ``model`` at its largest layer (its
+    input, its output and, for a convolution, the unfolded input a sparse kernel
+    multiplies), in float32; measured on the ``meta`` device, so nothing is computed."""
+    peak = math.prod(shape)
+
+    def record(module, inputs, output) -> None:
+        nonlocal peak
+        size = inputs[0].numel() + output.numel() if inputs else output.numel()
+        if isinstance(module, nn.Conv2d):
+            kernel = module.in_channels // module.groups * math.prod(module.kernel_size)
+            size += kernel * math.prod(output.shape[2:])
+        peak = max(peak, size)
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(record) for m in leaves]
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *shape), device="meta"))
+    except (NotImplementedError, RuntimeError):
+        pass  # an operation without a meta kernel: the layers seen so far
+    finally:
+        for handle in handles:
+            handle.remove()
+    return 4 * (math.prod(shape) + peak)
+
+
+def check_bench_memory(models: list[str], batch_sizes: list[int]) -> None:
+    """ResourceError naming the figure when the largest batch would not fit in memory
+    (twice the forward estimate: the dense and the sparse model alternate)."""
+    per_sample = {}
+    for name in models:
+        with torch.device("meta"):
+            model = create_model(name, num_classes=10).eval()
+        per_sample[name] = forward_bytes_per_sample(model, tuple(input_shape_for(model)))
+    for layer, (build, shape) in CROSSOVER_LAYERS.items():
+        with torch.device("meta"):
+            per_sample[f"the {layer} crossover layer"] = forward_bytes_per_sample(
+                build(), tuple(shape)
+            )
+    biggest = max(batch_sizes)
+    what, size = max(per_sample.items(), key=lambda item: item[1])
+    needed, available = 2 * biggest * size, available_memory_bytes("cpu")
+    if needed > available:
+        raise ResourceError(
+            f"batch size {biggest} needs about {needed / 2**30:,.1f} GiB for {what} "
+            f"({size / 2**20:.2f} MiB per sample), but {available / 2**30:,.1f} GiB are "
+            "available: lower --batch-sizes"
+        )
 
 
 def _markdown(config: BenchConfig, crossovers: list[dict], timings: list[dict]) -> str:

@@ -8,11 +8,29 @@ from typing import Any
 import torch
 
 from prunekit.data import dataset_info
-from prunekit.errors import ConfigError
+from prunekit.errors import ConfigError, PrunekitError
 from prunekit.models import create_model
 from prunekit.utils.model_checks import output_width
 
 MAX_SEED = 2**63 - 1
+
+
+class LayerCollapseError(PrunekitError):
+    """A mask removes every weight of a layer (``on_collapse="fail"``)."""
+
+
+def check_collapse(collapsed: list[str], what: str, on_collapse: str, logger) -> None:
+    """A mask that removes every weight of the layers ``collapsed`` cuts the network:
+    :class:`LayerCollapseError` with ``on_collapse="fail"``, a warning with ``"warn"``."""
+    if not collapsed:
+        return
+    message = (
+        f"{what} removes every weight of {collapsed}: the network cannot pass signal "
+        "(layer collapse)"
+    )
+    if on_collapse == "fail":
+        raise LayerCollapseError(message + "; use --on-collapse warn to go on anyway")
+    logger.warning("WARNING: %s", message)
 
 
 def _positive(name: str, value: Any) -> None:

@@ -20,6 +20,10 @@ from prunekit.methods.oneshot import (
 from prunekit.methods.oneshot.multistage import StageSettings
 from prunekit.utils.settings import setting as opt
 
+# The sparsities a command runs when none are given (and no N:M pattern).
+INIT_SPARSITIES = [0.9]
+ONESHOT_SPARSITIES = [0.5, 0.7, 0.8, 0.9, 0.95, 0.98]
+
 
 @dataclass
 class CommonConfig:
@@ -85,8 +89,10 @@ class PruneInitConfig(TrainingFields, CommonConfig):
     methods: list[str] = opt(
         ["snip", "grasp", "random"], "scoring methods: random, magnitude, snip, grasp, synflow"
     )
-    sparsities: list[float] = opt(
-        [0.9], "target sparsities (fractions of prunable weights removed)"
+    sparsities: list[float] | None = opt(
+        None,
+        "target sparsities (fractions of prunable weights removed); none given: "
+        f"{' '.join(map(str, INIT_SPARSITIES))}, or the pattern's with --pattern",
     )
     seeds: list[int] = opt([0], "seeds (each: initialisation, scoring sample, data order)")
     scope: str = opt("global", "ranking scope", choices=["global", "layerwise"])
@@ -124,9 +130,10 @@ class OneShotConfig(TrainingFields, CommonConfig):
         "grasp, synflow; updates: none, woodfisher, cbs_u), or the layer-wise methods "
         "sparsegpt, obc, lw_l0, lw_magnitude (no Fisher: calibration inputs, layer by layer)",
     )
-    sparsities: list[float] = opt(
-        [0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
-        "target sparsities (fractions of prunable weights removed)",
+    sparsities: list[float] | None = opt(
+        None,
+        "target sparsities (fractions of prunable weights removed); none given: "
+        f"{' '.join(map(str, ONESHOT_SPARSITIES))}, or the pattern's with --pattern",
     )
     seeds: list[int] = opt([0], "seeds (each: gradient sample, RMP trials)")
     fisher: FisherSettings = opt(FisherSettings(), "the empirical Fisher")
@@ -149,6 +156,9 @@ class OneShotConfig(TrainingFields, CommonConfig):
     stages: StageSettings = opt(StageSettings(), "multi-stage pruning")
     reference: dict = opt(
         {}, "published figures shown beside the results: label → {sparsity: value}"
+    )
+    on_collapse: str = opt(
+        "warn", "what to do when a layer keeps no weight", choices=["warn", "fail"]
     )
     keep_first_layer_dense: bool = opt(False, "never prune the first prunable layer")
     keep_classifier_dense: bool = opt(False, "never prune the final classifier")

@@ -13,28 +13,48 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from pathlib import Path
 
+from prunekit.data.fingerprint import dataset_fingerprint
 from prunekit.errors import ConfigError
-from prunekit.masks import parse_pattern, prunable_parameters
+from prunekit.masks import count_to_remove, nm_removed_count, parse_pattern, prunable_parameters
 from prunekit.methods.oneshot import canonical_name, get_method
 from prunekit.methods.oneshot.evidence import gather_evidence
 from prunekit.pipelines.cells import TRAINING_FIELDS, file_digest, open_cell, result_settings
-from prunekit.pipelines.configs import OneShotConfig
-from prunekit.pipelines.grid import check_grid
+from prunekit.pipelines.configs import ONESHOT_SPARSITIES, OneShotConfig
+from prunekit.pipelines.grid import (
+    check_distinct_counts,
+    check_distinct_methods,
+    check_grid,
+    requested_sparsities,
+)
 from prunekit.pipelines.oneshot_cell import OneShotRun, prune_cell
 from prunekit.pipelines.run_folder import write_json, write_summary
-from prunekit.pipelines.setup import build_data, build_model, load_weights, start_run
+from prunekit.pipelines.setup import (
+    build_data,
+    build_model,
+    check_pattern_fits,
+    load_weights,
+    prunable_shapes,
+    start_run,
+)
 from prunekit.training import evaluate
 
 logger = logging.getLogger(__name__)
 
 
 def cell_settings(
-    config: OneShotConfig, method: str, sparsity: float | None, seed: int, checkpoint_digest: str
+    config: OneShotConfig,
+    method: str,
+    sparsity: float | None,
+    seed: int,
+    checkpoint_digest: str,
+    data_digest: str | None = None,
 ) -> dict:
     """What decides a cell's result: the config less what this method does not read
-    (other methods' settings, training settings when nothing is fine-tuned)."""
+    (other methods' settings, training settings when nothing is fine-tuned), the
+    checkpoint's SHA-256 and the data's fingerprint."""
     spec = get_method(method)
     drop = set() if config.epochs > 0 else set(TRAINING_FIELDS)
     if not spec.needs_fisher:
@@ -59,10 +79,53 @@ def cell_settings(
     return {
         **settings,
         "checkpoint_sha256": checkpoint_digest,
+        "data_fingerprint": data_digest,
         "method": method,
         "sparsity": sparsity,
         "seed": seed,
     }
+
+
+def check_levels(config: OneShotConfig) -> tuple[list[str], list, list[int]]:
+    """Methods, sparsities (``[None]`` for an N:M pattern) and seeds of the call, each
+    once, checked before any work: a preset beside its own pair, two sparsities that
+    remove the same count, sparsities beside a pattern, a pattern that fits no layer."""
+    shapes = prunable_shapes(
+        config,
+        keep_first_layer_dense=config.keep_first_layer_dense,
+        keep_classifier_dense=config.keep_classifier_dense,
+    )
+    total = None if shapes is None else sum(math.prod(shape) for shape in shapes.values())
+    removed = None
+    if config.pattern is not None and shapes is not None:
+        removed = nm_removed_count(list(shapes.values()), config.pattern)
+    sparsities = requested_sparsities(
+        config.sparsities,
+        ONESHOT_SPARSITIES,
+        config.pattern,
+        lambda s: removed is None or count_to_remove(s, total) == removed,
+        "its own" if removed is None else f"{removed}/{total} = {removed / total:.4g}",
+    )
+    methods, sparsities, seeds = check_grid(
+        config.methods, sparsities or [0.5], config.seeds, canonical_name
+    )
+    check_distinct_methods(
+        methods, lambda m: (get_method(m).selection.name, get_method(m).update.name)
+    )
+    if config.pattern is not None:  # the pattern fixes the count: one level, no list
+        parse_pattern(config.pattern)
+        if not config.stages.is_single:
+            raise ConfigError("an N:M pattern is pruned in one stage: drop --stages-*")
+        if shapes is not None:
+            dense = check_pattern_fits(config.pattern, shapes)
+            if dense:
+                logger.warning(
+                    "%s cannot carry the %s pattern and stay dense", dense, config.pattern
+                )
+        return methods, [None], seeds
+    if total is not None:
+        check_distinct_counts(sparsities, total)
+    return methods, sparsities, seeds
 
 
 def level_name(sparsity: float | None, pattern: str | None) -> str:
@@ -77,14 +140,7 @@ def run_oneshot(config: OneShotConfig) -> dict:
     """Run every (seed, method, sparsity); returns where the results are."""
     if not config.checkpoint:
         raise ConfigError("prune needs --checkpoint PATH: the trained weights to prune")
-    methods, sparsities, seeds = check_grid(
-        config.methods, config.sparsities, config.seeds, canonical_name
-    )
-    if config.pattern is not None:  # the pattern fixes the count: one level, no list
-        parse_pattern(config.pattern)
-        if not config.stages.is_single:
-            raise ConfigError("an N:M pattern is pruned in one stage: drop --stages-*")
-        sparsities = [None]
+    methods, sparsities, seeds = check_levels(config)
     if config.loss_samples is not None and config.loss_samples < 1:
         raise ConfigError(f"loss_samples must be >= 1, got {config.loss_samples}")
     digest = file_digest(config.checkpoint)
@@ -115,6 +171,12 @@ def run_oneshot(config: OneShotConfig) -> dict:
     )
     dense = evaluate(trained, data.test_loader, device, num_classes=data.num_classes)
     logger.info("dense model: test top1 %.2f, loss %.4f", dense["top1"], dense["loss"])
+    # again on the real model: for image folders only now is the classifier known
+    if config.pattern is not None:
+        check_pattern_fits(config.pattern, {n: trained.get_parameter(n).shape for n in names})
+    else:
+        check_distinct_counts(sparsities, sum(trained.get_parameter(n).numel() for n in names))
+    data_digest = dataset_fingerprint(data.plain_train, data.test)
     write_json(root / "dense.json", {**dense, "checkpoint_sha256": digest})
     run = OneShotRun(config, trained, names, data, dense, device)
     records = []
@@ -123,7 +185,7 @@ def run_oneshot(config: OneShotConfig) -> dict:
             (m, s): open_cell(
                 root,
                 [m.replace("+", "_plus_"), level_name(s, config.pattern), f"seed-{seed}"],
-                cell_settings(config, m, s, seed, digest),
+                cell_settings(config, m, s, seed, digest, data_digest),
             )
             for m in methods
             for s in sparsities

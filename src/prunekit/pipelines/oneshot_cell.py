@@ -22,6 +22,7 @@ from prunekit.methods.oneshot.flat import flatten_weights
 from prunekit.methods.oneshot.layerwise import copy_buffers
 from prunekit.methods.oneshot.multistage import prune_in_stages
 from prunekit.pipelines.cells import Cell
+from prunekit.pipelines.checks import check_collapse
 from prunekit.pipelines.configs import OneShotConfig
 from prunekit.pipelines.run_folder import write_json
 from prunekit.pipelines.setup import DataBundle, agree_on_mask, validation_metrics
@@ -125,6 +126,12 @@ def prune_cell(
     metrics = evaluate(pruned, data.test_loader, device, num_classes=data.num_classes)
     report = sparsity_report(result.mask, pruned)
     sparsity = result.record.removed / result.record.prunable if sparsity is None else sparsity
+    check_collapse(
+        report.collapsed_layers,
+        f"{method} at sparsity {sparsity:g} (seed {seed}, {cell.folder})",
+        config.on_collapse,
+        logger,
+    )
     save_mask(result.mask, cell.folder / "mask.pt")
     report.save(cell.folder / "sparsity.json")
     atomic_torch_save(pruned.state_dict(), cell.folder / "pruned_model.pt")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
 import torch
 
 from prunekit.data import class_balanced_batches
+from prunekit.data.fingerprint import dataset_fingerprint
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.masks import (
     load_mask,
@@ -29,13 +31,17 @@ from prunekit.masks import (
 from prunekit.methods.init import get_init_method, score_and_mask
 from prunekit.methods.init.options import init_method_options
 from prunekit.pipelines.cells import open_cell, result_settings
-from prunekit.pipelines.configs import PruneInitConfig
-from prunekit.pipelines.grid import check_grid
+from prunekit.pipelines.checks import LayerCollapseError as LayerCollapseError
+from prunekit.pipelines.checks import check_collapse
+from prunekit.pipelines.configs import INIT_SPARSITIES, PruneInitConfig
+from prunekit.pipelines.grid import check_distinct_counts, check_grid, requested_sparsities
 from prunekit.pipelines.run_folder import write_json, write_summary
 from prunekit.pipelines.setup import (
     agree_on_mask,
     build_data,
     build_model,
+    check_pattern_fits,
+    prunable_shapes,
     start_run,
     validation_metrics,
 )
@@ -43,10 +49,6 @@ from prunekit.pipelines.train import training_settings
 from prunekit.training import fit
 
 logger = logging.getLogger(__name__)
-
-
-class LayerCollapseError(PrunekitError):
-    """A mask removes every weight of a layer (``on_collapse="fail"``)."""
 
 
 def _default_rounds(method: str, rounds: int | None) -> int:
@@ -58,26 +60,48 @@ def _default_rounds(method: str, rounds: int | None) -> int:
 
 
 def check_config(config: PruneInitConfig) -> tuple[list[str], list[float], list[int]]:
-    """The call's grid (each method, sparsity and seed once), after checking options."""
-    grid = check_grid(
-        config.methods, config.sparsities, config.seeds, lambda m: get_init_method(m).name
+    """The call's grid (each method, sparsity and seed once), after checking options:
+    sparsities that remove the same count, sparsities beside a pattern and a pattern that
+    fits no layer are refused before any work."""
+    pattern = None if config.pattern is None else parse_pattern(config.pattern)
+    implied = None if pattern is None else 1 - pattern[0] / pattern[1]
+    sparsities = requested_sparsities(
+        config.sparsities,
+        INIT_SPARSITIES,
+        config.pattern,
+        lambda s: abs(s - implied) < 1e-9,
+        f"{implied:g} of every patterned layer" if pattern else "",
     )
-    if config.pattern is not None:
-        n, m = parse_pattern(config.pattern)
+    grid = check_grid(
+        config.methods, sparsities or [implied], config.seeds, lambda m: get_init_method(m).name
+    )
+    shapes = prunable_shapes(config, keep_classifier_dense=config.keep_classifier_dense)
+    if pattern is not None:
         if config.rounds not in (None, 1):
             raise ConfigError("an N:M pattern is chosen in one round: drop --rounds")
-        grid = (grid[0], [1 - n / m], grid[2])
+        if shapes is not None:
+            check_pattern_fits(config.pattern, shapes)
+        grid = (grid[0], [implied], grid[2])
+    elif shapes is not None:
+        check_distinct_counts(grid[1], sum(math.prod(shape) for shape in shapes.values()))
     if config.samples_per_class < 1 or config.num_iters < 1:
         raise ConfigError("samples_per_class and num_iters must be >= 1")
     return grid
 
 
-def cell_settings(config: PruneInitConfig, method: str, sparsity: float, seed: int) -> dict:
-    """What decides a cell's result: every result-relevant option, the method, the
-    sparsity, the seed and the resolved number of rounds."""
+def cell_settings(
+    config: PruneInitConfig,
+    method: str,
+    sparsity: float,
+    seed: int,
+    data_digest: str | None = None,
+) -> dict:
+    """What decides a cell's result: every result-relevant option, the data's
+    fingerprint, the method, the sparsity, the seed and the resolved number of rounds."""
     rounds = _default_rounds(method, config.rounds)
     return {
         **result_settings(config, frozenset({"rounds"})),
+        "data_fingerprint": data_digest,
         "method": method,
         "sparsity": sparsity,
         "seed": seed,
@@ -105,6 +129,7 @@ def run_prune_init(config: PruneInitConfig) -> dict:
             validation_size=config.validation_size,
             dataset_kwargs=config.dataset_kwargs,
         )
+        data_digest = dataset_fingerprint(data.plain_train, data.test)
         initial = build_model(config.model, data.num_classes, config.model_kwargs, seed)
         initial_state = {k: v.clone() for k, v in initial.state_dict().items()}
         sample = class_balanced_batches(
@@ -124,18 +149,21 @@ def run_prune_init(config: PruneInitConfig) -> dict:
                         seed,
                         root,
                         device,
+                        data_digest,
                     )
                 )
     write_summary(root, records, SUMMARY, "prune at init, then train", config.reference)
     return {"run_dir": str(root), "table": str(root / "results.md")}
 
 
-def _run_one(config, data, model, initial_state, sample, method, sparsity, seed, root, device):
+def _run_one(
+    config, data, model, initial_state, sample, method, sparsity, seed, root, device, data_digest
+):
     level = f"pattern-{config.pattern.replace(':', 'of')}" if config.pattern else ""
     cell = open_cell(
         root,
         [method, level or f"sparsity-{sparsity:g}", f"seed-{seed}"],
-        cell_settings(config, method, sparsity, seed),
+        cell_settings(config, method, sparsity, seed, data_digest),
     )
     folder = cell.folder
     finished = cell.finished()
@@ -170,14 +198,12 @@ def _run_one(config, data, model, initial_state, sample, method, sparsity, seed,
     checksum = agree_on_mask(mask, f"the mask of {folder}")
     report = sparsity_report(mask, model)
     report.save(folder / "sparsity.json")
-    if report.collapsed_layers:
-        message = (
-            f"{method} at sparsity {sparsity:g} (seed {seed}) removes every weight of "
-            f"{report.collapsed_layers}: the network cannot pass signal (layer collapse)"
-        )
-        if config.on_collapse == "fail":
-            raise LayerCollapseError(message + "; use --on-collapse warn to train anyway")
-        logger.warning("WARNING: %s", message)
+    check_collapse(
+        report.collapsed_layers,
+        f"{method} at sparsity {sparsity:g} (seed {seed})",
+        config.on_collapse,
+        logger,
+    )
     logger.info(
         "%s sparsity %g seed %d: scored in %.1fs\n%s",
         method,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from prunekit.data import dataset_info, get_dataset, make_loader
 from prunekit.errors import ConfigError, DataError
-from prunekit.masks import Mask
+from prunekit.masks import Mask, nm_patterned, parse_pattern, prunable_parameters
 from prunekit.models import create_model
 from prunekit.models.registry import get_model_factory
 from prunekit.pipelines.checks import check_config
@@ -173,6 +174,33 @@ def build_model(name: str, num_classes: int, model_kwargs: dict | None, seed: in
             "remove it (it is taken from the data)"
         )
     return create_model(name, num_classes=num_classes, **kwargs)
+
+
+def prunable_shapes(config, **keep_dense: bool) -> dict[str, tuple[int, ...]] | None:
+    """Shapes of the prunable parameters of ``config.model`` for ``config.dataset``,
+    from a model on the ``meta`` device (no memory, no data read); None when the class
+    count is known only once the data is read (image folders)."""
+    info = dataset_info(config.dataset, **(config.dataset_kwargs or {}))
+    if info.num_classes is None:
+        return None
+    kwargs = {k: v for k, v in (config.model_kwargs or {}).items() if k != "num_classes"}
+    with torch.device("meta"):
+        model = create_model(config.model, num_classes=info.num_classes, **kwargs)
+    return {name: tuple(p.shape) for name, p in prunable_parameters(model, **keep_dense).items()}
+
+
+def check_pattern_fits(pattern: str, shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """The layers an N:M ``pattern`` leaves dense; ConfigError when it fits none (it
+    would remove nothing)."""
+    n, m = parse_pattern(pattern)
+    dense = [name for name, shape in shapes.items() if not nm_patterned(shape, m)]
+    if len(dense) == len(shapes):
+        widths = sorted({math.prod(shape[1:]) for shape in shapes.values()})
+        raise ConfigError(
+            f"the {n}:{m} pattern fits no prunable layer (input widths {widths[:6]}, none a "
+            f"multiple of {m}): it would remove nothing; choose an M that divides a width"
+        )
+    return dense
 
 
 def load_weights(model: nn.Module, path: str) -> nn.Module:

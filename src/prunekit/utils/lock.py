@@ -41,6 +41,7 @@ def lock_run_folder(folder: str | Path) -> Path:
     key = folder.resolve()
     if key in _held:
         return folder
+    _check_enclosing_runs(folder, key)
     path = key / LOCK_NAME
     while True:
         try:
@@ -75,6 +76,32 @@ def lock_run_folder(folder: str | Path) -> Path:
         raise cannot_write(path, exc) from None
     _held[key] = fd
     return folder
+
+
+def _check_enclosing_runs(folder: Path, key: Path) -> None:
+    """A folder inside a run folder that another process holds (a cell, its
+    ``finetune/``) is that run's to write: :class:`RunFolderBusyError` naming its pid."""
+    for parent in key.parents:
+        path = parent / LOCK_NAME
+        if parent in _held or not path.is_file():
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            raise RunFolderBusyError(
+                f"run folder {folder} lies inside {parent}, which is in use by another "
+                f"prunekit run (pid {pid}); wait for it to finish, stop it, or give another "
+                "--run-dir"
+            ) from None
+        except OSError:
+            pass
+        finally:
+            os.close(fd)  # closing drops the probe's shared lock
 
 
 def holds_lock(folder: str | Path) -> bool:

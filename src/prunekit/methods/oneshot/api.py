@@ -7,19 +7,68 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
+from prunekit.errors import ConfigError, DataError
 from prunekit.masks import prunable_parameters
 from prunekit.methods.oneshot.evidence import (
+    DEFAULT_LOSS_SAMPLES,
     DataSource,
     FisherSettings,
     as_dataset,
     gather_evidence,
     init_scorer,
     prune_with_evidence,
+    sample_order,
+    stack_samples,
 )
 from prunekit.methods.oneshot.layerwise import LayerwiseSettings, copy_buffers
+from prunekit.methods.oneshot.prune import check_parameter_names
 from prunekit.methods.oneshot.registry import get_method, settings_for
 from prunekit.methods.oneshot.results import OneShotResult
+from prunekit.utils.model_checks import check_batch
+
+
+def check_call(
+    model: nn.Module,
+    dataset: Dataset,
+    names: Sequence[str] | None,
+    loss_samples: int | None,
+    seed: int,
+) -> None:
+    """What :func:`prune_model` reads, checked before any work: a model with weights
+    (not on the meta device), names it has, training data with samples, class-index
+    targets and finite inputs among the loss samples, a positive ``loss_samples``."""
+    params = list(model.parameters())
+    if not params:
+        raise ConfigError(f"model {type(model).__name__} has no parameters to prune")
+    if any(p.is_meta for p in params):
+        raise ConfigError(
+            f"model {type(model).__name__} is on the meta device (its weights have no values): "
+            "materialise it (model.to_empty(device='cpu')) and load its weights first"
+        )
+    if names is not None:
+        check_parameter_names(model, list(names))
+    if loss_samples is not None and (isinstance(loss_samples, bool) or loss_samples < 1):
+        raise ConfigError(f"loss_samples must be >= 1 (the training loss), got {loss_samples!r}")
+    try:
+        size = len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        raise ConfigError(
+            "the training data must have a length: (inputs, targets) tensors, a map-style "
+            f"Dataset or a DataLoader over one, got {type(dataset).__name__}"
+        ) from None
+    if size == 0:
+        raise DataError("the training data holds no samples: give at least one (input, target)")
+    count = min(size, loss_samples or DEFAULT_LOSS_SAMPLES)
+    x, y = stack_samples(dataset, sample_order(dataset, seed)[:count])
+    if y.dim() != 1 or y.is_floating_point() or y.dtype == torch.bool:
+        hint = " (one-hot? give targets.argmax(1))" if y.dim() == 2 else ""
+        raise DataError(
+            f"the training targets must be class indices, a 1-D integer tensor; got {y.dtype} "
+            f"of shape {tuple(y.shape)}{hint}"
+        )
+    check_batch(model, x.to(params[0].device), y.to(params[0].device), "the loss samples")
 
 
 def prune_model(
@@ -63,6 +112,7 @@ def prune_model(
         result.weights     # updated prunable weights
     """
     dataset = as_dataset(data)
+    check_call(model, dataset, names, loss_samples, seed)
     names = list(names) if names is not None else list(prunable_parameters(model))
     if fisher is None:
         fisher = FisherSettings(samples=min(1000, len(dataset)))

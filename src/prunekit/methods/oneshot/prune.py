@@ -3,6 +3,7 @@ run a method's selection, check the count, run its update."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -10,7 +11,14 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.errors import ConfigError, PrunekitError
-from prunekit.masks import Mask, check_nm, count_to_remove, nm_removed_count, parse_pattern
+from prunekit.masks import (
+    Mask,
+    check_nm,
+    count_to_remove,
+    nm_patterned,
+    nm_removed_count,
+    parse_pattern,
+)
 from prunekit.methods.oneshot.flat import flatten_weights, mask_from_removed, unflatten
 from prunekit.methods.oneshot.problem import OneShotProblem
 from prunekit.methods.oneshot.reclaim import reclaim_dead_weights
@@ -18,6 +26,8 @@ from prunekit.methods.oneshot.registry import get_method, settings_for
 from prunekit.methods.oneshot.results import OneShotRecord, OneShotResult
 from prunekit.second_order import EmpiricalFisher
 from prunekit.utils.types import WeightsLoss
+
+logger = logging.getLogger(__name__)
 
 
 def check_parameter_names(model: nn.Module, names: Sequence[str]) -> None:
@@ -74,7 +84,18 @@ def prune_one_shot(
     if nm is None:
         k = count_to_remove(sparsity, weights.numel())
     else:
-        k = nm_removed_count([model.get_parameter(n).shape for n in names], nm)
+        shapes = [model.get_parameter(n).shape for n in names]
+        dense = [
+            n for n, shape in zip(names, shapes, strict=True) if not nm_patterned(shape, nm[1])
+        ]
+        if len(dense) == len(names):
+            raise ConfigError(
+                f"the {pattern} pattern fits none of the layers {list(names)[:6]} (no input "
+                f"width is a multiple of {nm[1]}): it would remove nothing; choose another M"
+            )
+        if dense:
+            logger.warning("%s cannot carry the %s pattern and stay dense", dense, pattern)
+        k = nm_removed_count(shapes, nm)
         if sparsity is not None and count_to_remove(sparsity, weights.numel()) != k:
             raise ConfigError(
                 f"the {pattern} pattern removes {k} of {weights.numel()} weights "
@@ -119,9 +140,7 @@ def prune_one_shot(
         check_nm(mask_from_removed(removed, model, names), *nm)  # exact pattern, or an error
     dead_selected = dead_kept = None
     if reclaim_dead and input_shape is not None and nm is None:
-        reclaimed = reclaim_dead_weights(
-            model, names, weights, removed, input_shape, fixed_removed
-        )
+        reclaimed = reclaim_dead_weights(model, names, weights, removed, input_shape, fixed_removed)
         removed, dead_selected, dead_kept = (
             reclaimed.removed,
             reclaimed.dead_before,
