@@ -70,6 +70,7 @@ def run_train(config: TrainCommandConfig) -> dict:
         if config.run_dir
         else default_run_dir("train", config.model, config.dataset, f"-seed{config.seed}")
     )
+    open_run_folder(run_dir)  # the folder's lock first, as prune and prune-init take it
     data = build_data(
         config.dataset,
         config.data_dir,
@@ -94,7 +95,6 @@ def run_train(config: TrainCommandConfig) -> dict:
             f"{run_dir} already holds a training run: add --resume to continue it, "
             "or give another --run-dir"
         )
-    open_run_folder(run_dir)
     if config.resume:  # refuse another model, mask or settings before config.json changes
         check_resumable(model, run_dir, settings, mask)
     check_resumed_settings(run_dir, config)
