@@ -525,6 +525,36 @@ def folder_inside_a_run_folder_in_use(tmp):
     return second
 
 
+@case(ConfigError, "--sparsities 0.9 0.95 cannot be run with it")
+def oneshot_pattern_beside_sparsities(tmp):
+    from prunekit.pipelines.configs import OneShotConfig
+    from prunekit.pipelines.oneshot import check_levels
+
+    config = OneShotConfig(dataset="synthetic", methods=["magnitude"], pattern="2:4",
+                           sparsities=[0.9, 0.95])  # fmt: skip
+    return lambda: check_levels(config)
+
+
+@case(ConfigError, "methods 'l0' and 'l0+cbs_u' are the same method")
+def oneshot_l0_beside_its_pair(tmp):
+    from prunekit.pipelines.configs import OneShotConfig
+    from prunekit.pipelines.oneshot import check_levels
+
+    config = OneShotConfig(dataset="synthetic", methods=["l0", "l0+cbs_u"], sparsities=[0.5])
+    return lambda: check_levels(config)
+
+
+@case(ConfigError, "do not fit model MLPNet")
+def eval_export_on_other_data_names_its_model(tmp):
+    from prunekit.pipelines.configs import EvalCommandConfig
+    from prunekit.pipelines.train import run_eval
+
+    exported = export_file(tmp / "mlpnet.safetensors")
+    config = EvalCommandConfig(dataset="cifar10", data_dir=str(tmp / "none"),
+                               checkpoint=str(exported))  # fmt: skip
+    return lambda: run_eval(config)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_api_case(name, tmp_path):
     setup, error, expected = CASES[name]
@@ -546,3 +576,40 @@ def test_checkpoint_naming_os_system_says_what_was_skipped(tmp_path, caplog):
         checkpoint = read_foreign_checkpoint(path)
     assert checkpoint.format == "woodfisher" and "posix.system" in checkpoint.foreign_globals
     assert "posix.system" in caplog.text and "nothing was run" in caplog.text
+
+
+def test_data_fingerprint_follows_the_contents(tmp_path):
+    """Issue 18: the cell hash's data fingerprint changes with one pixel, not with a copy."""
+    from _reliability import mnist_folder
+
+    from prunekit.data.fingerprint import dataset_fingerprint
+
+    folder = mnist_folder(tmp_path / "a", n_train=10, n_test=5)
+    before = dataset_fingerprint(MNIST(folder), MNIST(folder, train=False))
+    copy = mnist_folder(tmp_path / "b", n_train=10, n_test=5)
+    assert dataset_fingerprint(MNIST(copy), MNIST(copy, train=False)) == before
+    raw = bytearray((folder / "t10k-images-idx3-ubyte").read_bytes())
+    raw[-1] ^= 1
+    (folder / "t10k-images-idx3-ubyte").write_bytes(bytes(raw))
+    assert dataset_fingerprint(MNIST(folder), MNIST(folder, train=False)) != before
+
+
+def test_prune_model_names_the_layers_a_pattern_leaves_dense(caplog):
+    """Issue 18: 2:6 fits the 12-wide layer only; the 8-wide one stays dense, named."""
+    from prunekit.methods.oneshot import prune_model
+
+    with caplog.at_level(logging.WARNING):
+        result = prune_model(net(), "magnitude", None, batch(), pattern="2:6")
+    assert "['3.weight'] cannot carry the 2:6 pattern and stay dense" in caplog.text
+    assert bool(result.mask["3.weight"].all()) and result.record.removed == 8 * 12 * 4 // 6
+
+
+def test_collect_results_warns_about_nan(tmp_path, caplog):
+    """Issue 18: a NaN in a result.json is named in a warning, never shown silently."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "result.json").write_text(
+        '{"method": "cbs", "sparsity": 0.9, "seed": 0, "top1": NaN, "loss": Infinity}'
+    )
+    with caplog.at_level(logging.WARNING):
+        collect_results(tmp_path)
+    assert "non-finite values (NaN/Inf) in loss, top1" in caplog.text
