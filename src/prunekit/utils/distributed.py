@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
+import sys
+import threading
+import time
 
 import torch
 import torch.distributed as dist
@@ -18,6 +22,10 @@ from torch import Tensor
 from prunekit.errors import ConfigError, PrunekitError
 
 BACKENDS = ("gloo", "nccl")
+
+# The group's key-value store (torchrun's), kept after the group is left: through it a
+# failing rank tells rank 0 why it stops, and rank 0 waits for the others to be gone.
+_store: dist.Store | None = None
 
 
 def is_distributed() -> bool:
@@ -61,7 +69,149 @@ def init_from_environment(backend: str | None = None, timeout_s: float = 1800.0)
             raise ConfigError("the nccl backend needs CUDA; set PRUNEKIT_DIST_BACKEND=gloo")
         torch.cuda.set_device(local_rank())
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    global _store
+    try:
+        _store = dist.distributed_c10d._get_default_store()
+    except Exception:  # a private accessor; without it failures are only reported less tidily
+        _store = None
     return True
+
+
+def launch_rank() -> int:
+    """This process's rank as torchrun numbered it (known before the group is joined and
+    after it is left); 0 outside torchrun."""
+    return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
+
+
+def launch_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1")) if launched_by_torchrun() else 1
+
+
+def lost_a_peer(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective failing because another process went away (gloo
+    raises a plain RuntimeError naming the closed connection; nccl a DistBackendError)."""
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        marker in text for marker in ("Connection closed by peer", "Connection reset by peer")
+    )
+
+
+def _key(name: str) -> str:
+    # torchrun's store outlives a restart of the workers: keys are per attempt
+    return f"prunekit/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{name}"
+
+
+def report_failure(message: str, code: int, kind: str) -> None:
+    """This process stops: why (``message``, the exit ``code`` it would give alone, ``kind``
+    "error", "bug" or "peer"), where the other ranks read it: rank 0 prints a peer's
+    reason, and the others stop when rank 0 reports (:func:`follow_rank0`). Best effort."""
+    if _store is None:
+        return
+    record = {"message": message, "code": code, "kind": kind}
+    try:
+        _store.set(_key(f"failed/{launch_rank()}"), json.dumps(record))
+    except Exception:  # the store went with the launcher: nobody is left to read it
+        pass
+
+
+def report_stopped(store: dist.Store | None = None) -> None:
+    """From a rank other than 0: it has left the group and is about to exit."""
+    store = store or _store
+    if store is not None:
+        try:
+            store.add(_key("stopped"), 1)
+        except Exception:
+            pass
+
+
+def follow_rank0(interval_s: float = 0.1) -> None:
+    """On a rank other than 0: a daemon thread that ends this process at once, quietly
+    and with status 0, when rank 0 reports a failure, even while this process waits in a
+    collective (rank 0 leaving the group does not always wake it: it waits for its
+    timeout) or computes on (torchrun would then report it killed)."""
+    if _store is None or launch_rank() == 0:
+        return
+    try:
+        store = _store.clone()  # a connection of its own: a store client is not thread-safe
+    except Exception:
+        return
+    key = _key("failed/0")
+
+    def watch() -> None:
+        while True:
+            try:
+                if store.check([key]):
+                    break
+            except Exception:  # the launcher's store is gone: nothing left to follow
+                return
+            time.sleep(interval_s)
+        sys.stderr.flush()
+        report_stopped(store)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="prunekit-follow-rank0", daemon=True).start()
+
+
+def peer_failure(wait_s: float = 0.0) -> tuple[int, dict] | None:
+    """On rank 0: ``(rank, record)`` of the lowest rank that reported its own failure
+    ("error" or "bug", not "peer"), waiting up to ``wait_s`` seconds for one; None."""
+    if _store is None:
+        return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        for rank in range(1, launch_world_size()):
+            key = _key(f"failed/{rank}")
+            try:
+                record = json.loads(_store.get(key)) if _store.check([key]) else None
+            except Exception:
+                return None
+            if record is not None and record.get("kind") != "peer":
+                return rank, record
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
+
+
+def wait_for_peers_to_stop(timeout_s: float) -> bool:
+    """On rank 0 after a failure: wait until every other rank said it stopped, so that
+    none is still alive (and reported killed by torchrun) when rank 0 exits."""
+    others = launch_world_size() - 1
+    if _store is None:  # the group was never joined: give the others a moment
+        time.sleep(min(timeout_s, 1.0))
+        return False
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            stopped = _store.add(_key("stopped"), 0)
+        except Exception:
+            return False
+        if stopped >= others:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+def record_for_launcher(message: str) -> None:
+    """Write ``message`` to torchrun's error file for this process, so that torchrun's
+    failure summary shows it instead of a pointer to its documentation."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    first = message.strip().splitlines()[-1] if message.strip() else "failed"
+    data = {
+        "message": {
+            "message": first,
+            "extraInfo": {"py_callstack": message.rstrip(), "timestamp": str(int(time.time()))},
+        }
+    }
+    try:
+        with open(path, "w") as file:
+            json.dump(data, file)
+    except OSError:
+        pass
 
 
 def local_rank() -> int:
