@@ -36,6 +36,7 @@ NOT_RESULT_RELEVANT = frozenset(
         "seeds",
         "on_collapse",
         "resume",
+        "tensorboard",
     }
 )
 TRAINING_FIELDS = frozenset(

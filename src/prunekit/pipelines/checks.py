@@ -89,6 +89,10 @@ def check_model_fits_dataset(model: str, dataset: str, model_kwargs: dict, datas
 def check_config(config: Any) -> None:
     """Every check above that applies to ``config``."""
     check_numbers(config)
+    if getattr(config, "tensorboard", False):
+        from prunekit.reports.tensorboard import require_tensorboard
+
+        require_tensorboard()
     if hasattr(config, "model") and hasattr(config, "dataset"):
         check_model_fits_dataset(
             config.model,

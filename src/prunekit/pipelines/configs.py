@@ -62,6 +62,12 @@ class TrainingFields:
         "hold out this many training samples (seeded) as a validation set and report "
         "val_top1, to choose settings without the test set (0: none)",
     )
+    tensorboard: bool = opt(
+        False,
+        "also write TensorBoard events (each epoch's loss and accuracy, each stage of "
+        "multi-stage pruning, the result tables) in tensorboard/ folders of the run "
+        "folder and its cells; needs pip install 'prunekit[tensorboard]'",
+    )
 
 
 @dataclass

@@ -30,7 +30,7 @@ from prunekit.pipelines.grid import (
     requested_sparsities,
 )
 from prunekit.pipelines.oneshot_cell import OneShotRun, prune_cell
-from prunekit.pipelines.run_folder import write_json, write_summary
+from prunekit.pipelines.run_folder import tensorboard_tables, write_json, write_summary
 from prunekit.pipelines.setup import (
     build_data,
     build_model,
@@ -215,7 +215,8 @@ def run_oneshot(config: OneShotConfig) -> dict:
             if record is None:
                 record = prune_cell(run, evidence, cell, method, sparsity, seed)
             records.append(record)
-    write_summary(root, records, SUMMARY, "one-shot pruning", config.reference)
+    text = write_summary(root, records, SUMMARY, "one-shot pruning", config.reference)
+    tensorboard_tables(root, text, config.tensorboard)
     return {"run_dir": str(root), "table": str(root / "results.md")}
 
 

@@ -5,6 +5,7 @@ and optionally fine-tune it with the mask held."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ from prunekit.pipelines.configs import OneShotConfig
 from prunekit.pipelines.run_folder import write_json
 from prunekit.pipelines.setup import DataBundle, agree_on_mask, validation_metrics
 from prunekit.pipelines.train import training_settings
+from prunekit.reports.tensorboard import FOLDER as TENSORBOARD
+from prunekit.reports.tensorboard import tensorboard_log
 from prunekit.training import evaluate, fit
 from prunekit.utils.files import atomic_torch_save
 
@@ -105,6 +108,9 @@ def prune_cell(
         )
         result = staged.result
         write_json(cell.folder / "stages.json", staged.stages)
+        with tensorboard_log(cell.folder / TENSORBOARD, config.tensorboard) as log:
+            if log is not None:
+                log.stages([dataclasses.asdict(stage) for stage in staged.stages])
         training_loss = None
         costs = {
             "fisher_samples_used": config.fisher.samples
@@ -167,16 +173,18 @@ def prune_cell(
         record["prune_seconds"],
     )
     if config.epochs > 0:
-        final = fit(
-            pruned,
-            data.train_loader,
-            data.test_loader,
-            training_settings(config, seed, config.progress),
-            run_dir=cell.folder / "finetune",
-            mask=result.mask,
-            resume=True,
-            device=device,
-        )
+        with tensorboard_log(cell.folder / TENSORBOARD, config.tensorboard) as log:
+            final = fit(
+                pruned,
+                data.train_loader,
+                data.test_loader,
+                training_settings(config, seed, config.progress),
+                run_dir=cell.folder / "finetune",
+                mask=result.mask,
+                resume=True,
+                device=device,
+                on_epoch=None if log is None else log.epoch,
+            )
         record["finetuned_top1"] = final.get("test_top1")
         record["finetuned_loss"] = final.get("test_loss")
         record.update(validation_metrics(pruned, data, device, prefix="finetuned_val_"))

@@ -35,7 +35,7 @@ from prunekit.pipelines.checks import LayerCollapseError as LayerCollapseError
 from prunekit.pipelines.checks import check_collapse
 from prunekit.pipelines.configs import INIT_SPARSITIES, PruneInitConfig
 from prunekit.pipelines.grid import check_distinct_counts, check_grid, requested_sparsities
-from prunekit.pipelines.run_folder import write_json, write_summary
+from prunekit.pipelines.run_folder import tensorboard_tables, write_json, write_summary
 from prunekit.pipelines.setup import (
     agree_on_mask,
     build_data,
@@ -46,6 +46,8 @@ from prunekit.pipelines.setup import (
     validation_metrics,
 )
 from prunekit.pipelines.train import training_settings
+from prunekit.reports.tensorboard import FOLDER as TENSORBOARD
+from prunekit.reports.tensorboard import tensorboard_log
 from prunekit.training import fit
 
 logger = logging.getLogger(__name__)
@@ -152,7 +154,8 @@ def run_prune_init(config: PruneInitConfig) -> dict:
                         data_digest,
                     )
                 )
-    write_summary(root, records, SUMMARY, "prune at init, then train", config.reference)
+    text = write_summary(root, records, SUMMARY, "prune at init, then train", config.reference)
+    tensorboard_tables(root, text, config.tensorboard)
     return {"run_dir": str(root), "table": str(root / "results.md")}
 
 
@@ -213,16 +216,18 @@ def _run_one(
         report.to_table(),
     )
     settings = training_settings(config, seed, config.progress)
-    final = fit(
-        model,
-        data.train_loader,
-        data.test_loader,
-        settings,
-        run_dir=folder,
-        mask=mask,
-        resume=True,
-        device=device,
-    )
+    with tensorboard_log(folder / TENSORBOARD, config.tensorboard) as log:
+        final = fit(
+            model,
+            data.train_loader,
+            data.test_loader,
+            settings,
+            run_dir=folder,
+            mask=mask,
+            resume=True,
+            device=device,
+            on_epoch=None if log is None else log.epoch,
+        )
     if not mask.holds_in(model):
         raise PrunekitError(f"internal error: the mask did not hold during training in {folder}")
     record = {

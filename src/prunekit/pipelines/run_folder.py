@@ -103,9 +103,9 @@ def summary_text(records: list[dict], sections: list[Section], reference: dict |
 
 def write_summary(
     root: Path, records: list[dict], sections: list[Section], title: str, reference: dict | None
-) -> None:
+) -> str:
     """``results.jsonl``, ``results.md`` (the sections' tables) and ``results.png`` of a
-    call; prints the tables."""
+    call; prints the tables and returns them (markdown)."""
     from prunekit.reports.plots import plot_accuracy_vs_sparsity
 
     text = summary_text(records, sections, reference)
@@ -113,3 +113,13 @@ def write_summary(
     atomic_write_text(root / "results.md", text)
     plot_accuracy_vs_sparsity(records, root / "results.png", title=title)
     print(text)
+    return text
+
+
+def tensorboard_tables(root: Path, text: str, enabled: bool) -> None:
+    """With ``--tensorboard``: the result tables as text in ``root/tensorboard``."""
+    from prunekit.reports.tensorboard import FOLDER, tensorboard_log
+
+    with tensorboard_log(root / FOLDER, enabled) as log:
+        if log is not None:
+            log.text("results", text)

@@ -23,6 +23,8 @@ from prunekit.pipelines.setup import (
     prepare_process,
     validation_metrics,
 )
+from prunekit.reports.tensorboard import FOLDER as TENSORBOARD
+from prunekit.reports.tensorboard import tensorboard_log
 from prunekit.training import TrainConfig, evaluate, fit
 from prunekit.training.trainer import check_resumable
 from prunekit.utils.files import atomic_torch_save
@@ -103,17 +105,19 @@ def run_train(config: TrainCommandConfig) -> dict:
         report = sparsity_report(mask, model)
         report.save(run_dir / "sparsity.json")
         logger.info("training with mask %s\n%s", config.mask, report.to_table())
-    final = fit(
-        model,
-        data.train_loader,
-        data.test_loader,
-        settings,
-        run_dir=run_dir,
-        mask=mask,
-        resume=config.resume,
-        device=device,
-        validation_loader=data.validation_loader,
-    )
+    with tensorboard_log(run_dir / TENSORBOARD, config.tensorboard) as log:
+        final = fit(
+            model,
+            data.train_loader,
+            data.test_loader,
+            settings,
+            run_dir=run_dir,
+            mask=mask,
+            resume=config.resume,
+            device=device,
+            validation_loader=data.validation_loader,
+            on_epoch=None if log is None else log.epoch,
+        )
     atomic_torch_save(model.state_dict(), run_dir / "model.pt")
     validation = validation_metrics(model, data, device)
     if validation:

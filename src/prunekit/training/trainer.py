@@ -17,6 +17,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,7 @@ def fit(
     resume: bool = False,
     device: torch.device | str = "cpu",
     validation_loader: DataLoader | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` for ``config.epochs`` epochs, keeping ``mask``'s removed weights at zero.
 
@@ -134,6 +136,9 @@ def fit(
 
     Non-finite weights (before training or from a step), inputs or losses stop the
     run with :class:`~prunekit.errors.NonFiniteError` naming the epoch and step.
+
+    ``on_epoch(record)`` is called with each epoch's record once it is complete (in every
+    process; a pipeline's TensorBoard log, for instance).
     """
     device = torch.device(device)
     mask = mask if mask else None
@@ -219,6 +224,8 @@ def fit(
         record["seconds"] = time.perf_counter() - started
         last = record
         logger.info("%s", _describe(record))
+        if on_epoch is not None:
+            on_epoch(record)
         if main and run_dir is not None:
             with open(run_dir / LOG_NAME, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
