@@ -62,6 +62,9 @@ class L0Result:
     history: list[L0Step] = field(default_factory=list)
 
 
+MAX_DOUBLINGS = 200  # step-length halvings per IHT step; 2^200 covers any float32 scale
+
+
 def lipschitz_constant(fisher: EmpiricalFisher, iterations: int = 30, seed: int = 0) -> float:
     """λ + max_b σ_max(G_b)²/m, the largest eigenvalue of F, by power iteration on
     G_bᵀG_b through products with G_b (never forming m×m or B×B matrices). An estimate
@@ -248,19 +251,26 @@ def _iht(
             gd_y = [(1 + beta) * a - beta * b for a, b in zip(gd, gd_prev, strict=True)]
             grad = model.grad(y, gd_y)
             lipschitz = max(lipschitz / 2.0, damp)  # try a longer step first
-            while True:
+            for _doubling in range(MAX_DOUBLINGS):
                 z = y - grad / lipschitz
                 new_removed = threshold(z)
                 x_new = torch.where(new_removed, torch.zeros_like(z), z)
                 gd_new = model.g_delta(x_new)
                 step = x_new - y
+                step_sq = step @ step
+                if step_sq == 0:
+                    # y is feasible and a fixed point: the majorisation holds trivially
+                    # (the curvature would be rounding noise over a zero step)
+                    break
                 curvature = (
-                    damp * (step @ step)
+                    damp * step_sq
                     + sum(((a - b) @ (a - b)) for a, b in zip(gd_new, gd_y, strict=True)) / m
                 )
-                if curvature <= lipschitz * (step @ step) * (1 + 1e-12):
+                if curvature <= lipschitz * step_sq * (1 + 1e-12):
                     break
                 lipschitz *= 2.0
+            else:
+                return x, removed, steps  # no step length majorises: stop (rounding)
             objective_new = model.value(x_new, gd_new)
             if objective_new <= objective or beta == 0.0:
                 break
