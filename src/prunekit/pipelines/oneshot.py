@@ -215,7 +215,9 @@ def run_oneshot(config: OneShotConfig) -> dict:
             if record is None:
                 record = prune_cell(run, evidence, cell, method, sparsity, seed)
             records.append(record)
-    text = write_summary(root, records, SUMMARY, "one-shot pruning", config.reference)
+    text = write_summary(
+        root, records, SUMMARY, "one-shot pruning", config.reference, x_axis="density-log"
+    )
     tensorboard_tables(root, text, config.tensorboard)
     return {"run_dir": str(root), "table": str(root / "results.md")}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from prunekit.reports.collect import (
     numeric_metrics,
     run_reference,
 )
-from prunekit.reports.plots import plot_accuracy_vs_sparsity, plot_accuracy_vs_stages
+from prunekit.reports.plots import X_AXES, plot_accuracy_vs_sparsity, plot_accuracy_vs_stages
 from prunekit.reports.tables import results_table
 from prunekit.utils.files import atomic_write_text
 
@@ -21,6 +22,13 @@ from prunekit.utils.files import atomic_write_text
 class ReportConfig:
     run_dir: str | None = opt(None, "a run folder of prune or prune-init")
     metric: str = opt("top1", "metric to tabulate (top1, loss, finetuned_top1, ...)")
+    x_axis: str = opt(
+        "auto",
+        "report.png's horizontal axis: density-log (the density 1 - sparsity on a log axis, "
+        "so that 0.9, 0.95 and 0.98 stand apart), sparsity (linear), or auto: density-log "
+        "for one-shot runs (prune), sparsity for the others",
+        choices=["auto", *X_AXES],
+    )
 
 
 def run_report(config: ReportConfig) -> dict:
@@ -48,7 +56,10 @@ def run_report(config: ReportConfig) -> dict:
         )
     text += _not_finite_note(records)
     atomic_write_text(root / "report.md", text)
-    plot_accuracy_vs_sparsity(records, root / "report.png", metric=config.metric)
+    x_axis = config.x_axis
+    if x_axis == "auto":
+        x_axis = "density-log" if is_oneshot_run(root, records) else "sparsity"
+    plot_accuracy_vs_sparsity(records, root / "report.png", metric=config.metric, x_axis=x_axis)
     stages_plot = plot_accuracy_vs_stages(
         records, root / "report_stages.png", metrics=(config.metric, validation)
     )
@@ -56,8 +67,21 @@ def run_report(config: ReportConfig) -> dict:
     return {
         "run_dir": str(root),
         "runs": len(records),
+        "x_axis": x_axis,
         "stages_plot": None if stages_plot is None else str(stages_plot),
     }
+
+
+def is_oneshot_run(root: Path, records: list[dict]) -> bool:
+    """Whether the results come from ``prunekit prune``: its ``config.json`` says so, or
+    (cells copied together without it) every record has the dense model's accuracy."""
+    try:
+        command = json.loads((root / "config.json").read_text()).get("command")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        command = None
+    if command is not None:
+        return command == "prune"
+    return all("dense_top1" in r for r in records)
 
 
 def _not_finite_note(records: list[dict]) -> str:

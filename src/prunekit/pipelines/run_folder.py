@@ -102,16 +102,21 @@ def summary_text(records: list[dict], sections: list[Section], reference: dict |
 
 
 def write_summary(
-    root: Path, records: list[dict], sections: list[Section], title: str, reference: dict | None
+    root: Path,
+    records: list[dict],
+    sections: list[Section],
+    title: str,
+    reference: dict | None,
+    x_axis: str = "sparsity",
 ) -> str:
-    """``results.jsonl``, ``results.md`` (the sections' tables) and ``results.png`` of a
-    call; prints the tables and returns them (markdown)."""
+    """``results.jsonl``, ``results.md`` (the sections' tables) and ``results.png`` (its
+    ``x_axis``: ``reports.plots.X_AXES``) of a call; prints the tables and returns them."""
     from prunekit.reports.plots import plot_accuracy_vs_sparsity
 
     text = summary_text(records, sections, reference)
     write_jsonl(root / "results.jsonl", records)
     atomic_write_text(root / "results.md", text)
-    plot_accuracy_vs_sparsity(records, root / "results.png", title=title)
+    plot_accuracy_vs_sparsity(records, root / "results.png", title=title, x_axis=x_axis)
     print(text)
     return text
 
