@@ -9,9 +9,21 @@ unfolded input patches of its input channels (``torch.nn.functional.unfold`` wit
 conv's kernel, stride, padding and dilation; channel-major, the order of the weight's
 flattened rows, so an N:M group runs along the same inputs as everywhere else).
 
-Hessians are accumulated in a stream by a forward pre-hook, batch by batch; the
-activations of all samples are never held. A forward stops right after the last call
-of the layer it calibrates (a private exception raised in the hook).
+Two ways to feed a layer's inputs to its accumulators, with bit-identical results:
+
+- :class:`ForwardCache` (the default, where it applies): the model's forward is traced
+  once (``torch.fx``, the pruned layers as leaves) and every calibration batch is carried
+  through it *once* over the whole sequential pass. The values alive just before the
+  call of the layer being calibrated are kept for every batch; after the layer is
+  pruned, the forward resumes from there, through the pruned layer, up to the next
+  one. Every node runs once per batch (L layer-forwards instead of about L²/2), at the
+  cost of holding those values for all calibration samples (one activation of every
+  sample in a chain; a skip branch adds its tensor).
+- :func:`accumulate_inputs`: the forward is rerun from the input for every layer, batch
+  by batch, and stops right after the last call of the layer it calibrates (a private
+  exception raised in the hook); the activations of all samples are never held. Used
+  when the model cannot be traced, a pruned layer is called more than once, a module
+  carries hooks of its own, or the carried values would exceed the memory limit.
 """
 
 from __future__ import annotations
@@ -20,8 +32,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules import module as _module_hooks
 
 from prunekit.errors import ConfigError
 
@@ -182,6 +196,172 @@ def accumulate_inputs(
                     pass
     finally:
         handle.remove()
+
+
+class _LeafTracer(fx.Tracer):
+    """The default tracer, with the pruned modules as leaves whatever their class."""
+
+    def __init__(self, leaves: set[int]) -> None:
+        super().__init__()
+        self._leaves = leaves
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return id(m) in self._leaves or super().is_leaf_module(m, qualname)
+
+
+def _has_hooks(model: nn.Module) -> bool:
+    global_hooks = (
+        _module_hooks._global_forward_hooks,
+        _module_hooks._global_forward_pre_hooks,
+    )
+    if any(global_hooks):
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def _tensor_bytes(value, seen: set[int]) -> int:
+    if isinstance(value, Tensor):
+        storage = value.untyped_storage()
+        key = storage.data_ptr()
+        if key in seen:
+            return 0
+        seen.add(key)
+        return storage.nbytes()
+    if isinstance(value, tuple | list):
+        return sum(_tensor_bytes(v, seen) for v in value)
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v, seen) for v in value.values())
+    return 0
+
+
+class ForwardCache:
+    """The calibration batches carried once through ``model``'s traced forward (see the
+    module's docstring). Use :meth:`build` (None where it does not apply), then
+    :meth:`accumulate` for the layers in forward order, each pruned in ``model`` before
+    the next is asked for."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        graph: fx.Graph,
+        positions: dict[str, int],
+        batches: list[Tensor],
+        max_bytes: int | None,
+    ) -> None:
+        self._interpreter = fx.Interpreter(model, garbage_collect_values=False, graph=graph)
+        self._nodes = list(graph.nodes)
+        self._positions = positions
+        self._max_bytes = max_bytes
+        index = {node: i for i, node in enumerate(self._nodes)}
+        self._frees: list[list[fx.Node]] = [[] for _ in self._nodes]
+        for node in self._nodes:
+            last = max((index[user] for user in node.users), default=index[node])
+            self._frees[last].append(node)
+        placeholders = [n for n in self._nodes if n.op == "placeholder"]
+        self._states: list[dict] | None = []
+        for batch in batches:
+            state = {placeholders[0]: batch}
+            for node in placeholders[1:]:
+                state[node] = node.args[0]
+            self._states.append(state)
+        self._position = len(placeholders)
+        self.peak_bytes = 0
+
+    @classmethod
+    def build(
+        cls,
+        model: nn.Module,
+        plan: ForwardPlan,
+        batches: list[Tensor],
+        max_bytes: int | None = None,
+    ) -> ForwardCache | None:
+        """A cache for ``plan``'s layers of ``model``, or None when the forward cannot
+        be replayed exactly: not traceable by ``torch.fx``, a pruned layer called more
+        than once or not as a module, a placeholder beyond the input without a default,
+        or hooks on a module (they would not run inside traced-through modules)."""
+        if any(plan.calls[layer.name] != 1 for layer in plan.layers) or _has_hooks(model):
+            return None
+        try:
+            graph = _LeafTracer({id(layer.module) for layer in plan.layers}).trace(model)
+        except Exception:  # noqa: BLE001 - any tracing failure means: recompute instead
+            return None
+        nodes = list(graph.nodes)
+        placeholders = [n for n in nodes if n.op == "placeholder"]
+        if (
+            not placeholders
+            or any(n.op != "placeholder" for n in nodes[: len(placeholders)])
+            or any(str(n.target).startswith("*") for n in placeholders)
+            or any(not n.args for n in placeholders[1:])
+        ):
+            return None
+        names = {id(layer.module): layer.name for layer in plan.layers}
+        positions: dict[str, int] = {}
+        for i, node in enumerate(nodes):
+            if node.op != "call_module":
+                continue
+            name = names.get(id(model.get_submodule(node.target)))
+            if name is not None:
+                if name in positions:
+                    return None
+                positions[name] = i
+        order = [positions.get(layer.name) for layer in plan.layers]
+        if None in order or order != sorted(order):
+            return None
+        return cls(model, graph, positions, batches, max_bytes)
+
+    def accumulate(self, layer: PrunedLayer, accumulators: Sequence) -> bool:
+        """Carry every batch from where it stands to ``layer``'s call and feed the
+        layer's inputs to ``accumulators``. False, with nothing fed and the cache
+        dropped for good, when the values carried for all batches would exceed the byte
+        limit (the caller then recomputes)."""
+        if self._states is None:
+            return False
+        target = self._positions[layer.name]
+        if target < self._position:
+            raise RuntimeError(f"ForwardCache: {layer.name} asked for out of forward order")
+        node = self._nodes[target]
+        for b, state in enumerate(self._states):
+            self._advance(state, target)
+            if b == 0 and not self._fits(state):
+                self._states = None
+                return False
+            self._interpreter.env = state
+            try:
+                x = _first_input(*self._interpreter.fetch_args_kwargs_from_env(node)).detach()
+            finally:
+                self._interpreter.env = {}
+            for accumulator, block in zip(accumulators, layer.input_blocks(x), strict=True):
+                accumulator.add_batch(block)
+        self._position = target
+        return True
+
+    def release(self) -> None:
+        """Drop the carried values (``peak_bytes`` stays)."""
+        self._states = None
+
+    def _advance(self, state: dict, target: int) -> None:
+        interpreter = self._interpreter
+        interpreter.env = state
+        try:
+            with torch.no_grad():
+                for i in range(self._position, target):
+                    node = self._nodes[i]
+                    state[node] = interpreter.run_node(node)
+                    for dead in self._frees[i]:
+                        state.pop(dead, None)
+        finally:
+            interpreter.env = {}
+
+    def _fits(self, state: dict) -> bool:
+        """Whether the values carried for all batches (estimated from this batch's, the
+        inputs and the model's own tensors left out) stay within the limit."""
+        carried = [v for node, v in state.items() if node.op not in ("placeholder", "get_attr")]
+        per_batch = _tensor_bytes(carried, set())
+        total = per_batch * len(self._states)
+        if self._max_bytes is not None and total > self._max_bytes:
+            return False
+        self.peak_bytes = max(self.peak_bytes, total)
+        return True
 
 
 def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Tensor]) -> dict[str, Tensor]:

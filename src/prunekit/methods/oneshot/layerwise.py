@@ -13,10 +13,14 @@ Methods (registered with :func:`register_layerwise`, each its own weight update)
 | ``lw_l0`` | ``joint_layer``: joint support and weights (IHT, exact backsolve) |
 
 **Sequential calibration.** Layers are pruned in forward order (the order of their
-first call). Layer ℓ's H is accumulated, batch by batch, by a forward pre-hook while the
-calibration inputs run through the network whose layers before ℓ are already pruned
-and updated; the forward stops right after layer ℓ. Layer ℓ is then pruned and its new
-weights written before layer ℓ+1 is calibrated.
+first call). Layer ℓ's H is accumulated, batch by batch, from the inputs layer ℓ gets
+when the calibration inputs run through the network whose layers before ℓ are already
+pruned and updated. Layer ℓ is then pruned and its new weights written before layer
+ℓ+1 is calibrated. Where the forward can be traced, each batch is carried through it
+once over the whole pass, resuming after each pruned layer (``ForwardCache``: every
+layer runs once per batch, the values alive at the current layer are held for all
+calibration samples); otherwise the forward is rerun from the input for each layer and
+stops right after it. Both give bit-identical results.
 
 **Allocation** (how many weights each layer loses; exactly round(s·d) in total):
 
@@ -49,6 +53,7 @@ from prunekit.errors import ConfigError, PrunekitError
 from prunekit.masks import Mask, count_to_remove, nm_patterned, parse_pattern
 from prunekit.masks.ranking import layerwise_counts
 from prunekit.methods.oneshot.calibration import (
+    ForwardCache,
     ForwardPlan,
     PrunedLayer,
     accumulate_inputs,
@@ -60,7 +65,11 @@ from prunekit.methods.oneshot.calibration import (
 from prunekit.methods.oneshot.prune import check_parameter_names
 from prunekit.methods.oneshot.registry import get_method, register_layerwise
 from prunekit.methods.oneshot.results import OneShotRecord, OneShotResult
-from prunekit.second_order.fisher import check_memory
+from prunekit.second_order.fisher import (
+    DEFAULT_MEMORY_FRACTION,
+    available_memory_bytes,
+    check_memory,
+)
 from prunekit.second_order.layerwise import (
     HessianAccumulator,
     LayerPruneResult,
@@ -238,7 +247,9 @@ class LayerReport:
 class LayerwiseRecord(OneShotRecord):
     """The record of a layer-wise method (``result.json``): the one-shot fields plus
     the allocation, the calibration sample, the estimated peak memory (and its layer),
-    whether BatchNorm statistics were re-estimated, and every layer's report."""
+    whether BatchNorm statistics were re-estimated, and every layer's report.
+    ``calibration_cache_bytes``: the most the carried forward held for all calibration
+    samples at once (0 where each layer's forward was recomputed), on top of the peak."""
 
     allocation: str = "uniform"
     calibration_samples: int = 0
@@ -246,6 +257,7 @@ class LayerwiseRecord(OneShotRecord):
     reconstruction_error: float = 0.0
     peak_memory_bytes: int = 0
     peak_memory_layer: str = ""
+    calibration_cache_bytes: int = 0
     bn_recalibrated: bool = False
     layers: list[LayerReport] = field(default_factory=list)
 
@@ -297,6 +309,7 @@ def prune_layerwise(
     allocation: str | Mapping[str, float] | None = None,
     fixed_removed: Tensor | None = None,
     seed: int = 0,
+    calibration_cache: bool = True,
 ) -> LayerwiseResult:
     """Prune ``model``'s parameters ``names`` (Linear/Conv2d weights) layer by layer with
     the layer-wise ``method`` (``sparsegpt``, ``obc``, ``lw_l0``, ``lw_magnitude``);
@@ -310,7 +323,9 @@ def prune_layerwise(
     ``settings.allocation``). ``pattern="2:4"`` asks for N:M instead (sparsity None or
     the pattern's). ``fixed_removed`` (flat bool, True = removed, in the order of
     ``names``) stay removed. Raises ResourceError, naming the layer, when a layer would
-    need more than ``settings.memory_limit_gb``.
+    need more than ``settings.memory_limit_gb``. ``calibration_cache`` False reruns the
+    forward from the input for every layer instead of carrying it (same result, less
+    memory, more time; the cache also gives way by itself when it would not fit).
 
     Example::
 
@@ -344,12 +359,31 @@ def prune_layerwise(
     working = copy.deepcopy(model).eval()
     by_name = {layer.name: layer for layer in _layers_of(working, names)}
 
-    def batches():
-        for start in range(0, len(inputs), settings.batch_size):
-            yield inputs[start : start + settings.batch_size].to(device)
+    batch_list = [
+        inputs[start : start + settings.batch_size].to(device)
+        for start in range(0, len(inputs), settings.batch_size)
+    ]
 
-    plan = forward_plan(working, list(by_name.values()), next(batches()))
+    def batches():
+        return iter(batch_list)
+
+    plan = forward_plan(working, list(by_name.values()), batch_list[0])
     peak, peak_layer = _check_memory(plan, settings, device)
+    caches: list[ForwardCache] = []
+
+    def new_cache() -> ForwardCache | None:
+        if not calibration_cache:
+            return None
+        limit = settings.memory_limit_gb
+        limit = (
+            int(limit * 2**30)
+            if limit is not None
+            else int(DEFAULT_MEMORY_FRACTION * available_memory_bytes(device))
+        )
+        cache = ForwardCache.build(working, plan, batch_list, max(0, limit - peak))
+        if cache is not None:
+            caches.append(cache)
+        return cache
 
     started = time.perf_counter()
     if nm is not None:
@@ -362,7 +396,10 @@ def prune_layerwise(
         counts = _uniform_counts(layers, sparsity, fixed)
         allocation_name = "uniform"
     elif allocation == "global":
-        counts = _global_counts(working, plan, batches, settings, sparsity, fixed)
+        dense_cache = new_cache()
+        counts = _global_counts(working, plan, batches, settings, sparsity, fixed, dense_cache)
+        if dense_cache is not None:
+            dense_cache.release()
         allocation_name = "global"
     else:
         raise ConfigError(
@@ -372,6 +409,7 @@ def prune_layerwise(
 
     solve = spec.selection.solver
     reports, kept = {}, {}
+    cache = new_cache()
     for layer in plan.layers:
         reports[layer.name], kept[layer.name] = _prune_layer(
             working,
@@ -384,7 +422,10 @@ def prune_layerwise(
             fixed,
             solve,
             spec.selection.updates,
+            cache,
         )
+    if cache is not None:
+        cache.release()
     buffers = recalibrate_batchnorm(working, batches()) if settings.bn_recalibration else {}
 
     weights = {n: working.get_parameter(n).detach().clone() for n in names}
@@ -406,6 +447,7 @@ def prune_layerwise(
         reconstruction_error=sum(r.error for r in layer_reports),
         peak_memory_bytes=peak,
         peak_memory_layer=peak_layer,
+        calibration_cache_bytes=max((c.peak_bytes for c in caches), default=0),
         bn_recalibrated=bool(settings.bn_recalibration),
         layers=layer_reports,
     )
@@ -582,13 +624,15 @@ def _hessians(
     plan: ForwardPlan,
     batches: Callable,
     settings: LayerwiseSettings,
+    cache: ForwardCache | None = None,
 ) -> list[HessianAccumulator]:
     device = layer.module.weight.device
     accumulators = [
         HessianAccumulator(layer.d_in, dtype=settings.torch_dtype, device=device)
         for _ in range(layer.groups)
     ]
-    accumulate_inputs(model, layer, batches(), accumulators, plan.calls[layer.name])
+    if cache is None or not cache.accumulate(layer, accumulators):
+        accumulate_inputs(model, layer, batches(), accumulators, plan.calls[layer.name])
     return accumulators
 
 
@@ -599,12 +643,13 @@ def _global_counts(
     settings: LayerwiseSettings,
     sparsity: float,
     fixed: Mapping[str, Tensor],
+    cache: ForwardCache | None = None,
 ) -> dict[str, list[int]]:
     """Per-block counts from the round(s·d) lowest normalised saliencies of the dense
     network, every layer's H computed on the dense inputs (one layer at a time)."""
     scores = []
     for layer in plan.layers:
-        accumulators = _hessians(model, layer, plan, batches, settings)
+        accumulators = _hessians(model, layer, plan, batches, settings, cache)
         blocks = layer.weight_blocks(layer.module.weight.detach())
         part = torch.stack(
             [
@@ -645,6 +690,7 @@ def _prune_layer(
     fixed: Mapping[str, Tensor],
     solve: Callable,
     updates: bool,
+    cache: ForwardCache | None = None,
 ) -> tuple[LayerReport, Tensor]:
     """Calibrate ``layer`` on the current (partly pruned) model, prune each of its blocks
     to its count, and write the new weights into the model."""
@@ -654,7 +700,7 @@ def _prune_layer(
         report = LayerReport(layer.name, 0, layer.size, layer.groups, 0.0, 0.0, 0, 0.0, 0.0)
         return report, keep
     started = time.perf_counter()
-    accumulators = _hessians(model, layer, plan, batches, settings)
+    accumulators = _hessians(model, layer, plan, batches, settings, cache)
     calibration_seconds = time.perf_counter() - started
     blocks = layer.weight_blocks(weight.detach())
     fixed_blocks = fixed.get(layer.name)
