@@ -87,6 +87,7 @@ def _commands() -> list[Command]:
 
 
 def _pruning_commands() -> list[Command]:
+    from prunekit.cli.quickstart import COMMAND as quickstart_command
     from prunekit.pipelines.bench import COMMAND as bench_command
     from prunekit.pipelines.export import COMMAND as export_command
     from prunekit.pipelines.oneshot import COMMAND as oneshot_command
@@ -94,6 +95,7 @@ def _pruning_commands() -> list[Command]:
     from prunekit.pipelines.report import COMMAND as report_command
 
     return [
+        Command(**quickstart_command),
         Command(**init_command),
         Command(**oneshot_command),
         Command(**report_command),

@@ -69,10 +69,13 @@ def plot_accuracy_vs_sparsity(
 def _density_axis(ax, sparsities: list[float]) -> None:
     """The density 1 − s on a log axis, inverted so that sparsity grows to the right,
     ticks at the sparsities run (labelled with them)."""
-    ax.set_xscale("log")
-    ax.invert_xaxis()
-    ax.minorticks_off()
     ticks = [1.0 - s for s in sparsities if s < 1.0]
+    if len(ticks) == 1:  # one point: a range around it (a log axis cannot span nothing)
+        ax.set_xlim(ticks[0] * 2, ticks[0] / 2)
+    ax.set_xscale("log")
+    if len(ticks) != 1:
+        ax.invert_xaxis()
+    ax.minorticks_off()
     ax.set_xticks(ticks, [f"{s:g}" for s in sparsities if s < 1.0], fontsize=8)
     ax.set_xlabel("sparsity (axis: density 1 − s, log scale)")
 
