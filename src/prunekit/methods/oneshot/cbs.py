@@ -75,7 +75,7 @@ def cbs_selection(
     w = problem.weights
     # Earlier removals stay removed: search over the weights still alive only (the
     # removed ones are zero, so they add nothing to L(P)), then put them back.
-    alive = torch.ones_like(w, dtype=torch.bool)
+    alive = torch.ones(w.shape, dtype=torch.bool)  # on the CPU, wherever w is
     if problem.fixed_removed is not None:
         alive = ~problem.fixed_removed.cpu()
     fixed_count = int((~alive).sum())
@@ -90,13 +90,13 @@ def cbs_selection(
         new_w = update(removed).weights if settings.score_with_update else w * ~removed
         return float(training_loss(new_w))
 
-    wf = w[alive].to(fisher.dtype).to(fisher.device)
+    wf = w[alive.to(w.device)].to(fisher.dtype).to(fisher.device)
     restricted = fisher.restricted(alive.to(fisher.device))
     grads, blocks = restricted.grads, restricted.blocks
     k = problem.k - fixed_count
     groups = problem.groups()
     if groups is not None:  # an N:M pattern: its magnitude mask, then swaps within groups
-        start = problem.lowest_k(w.abs())[alive].to(wf.device)
+        start = problem.lowest_k(w.abs())[alive.to(w.device)].to(wf.device)
         groups = groups[alive]
     elif settings.start == "rmp":
         start = rmp_start(wf, k, settings.rmp_trials, problem.generator, loss_of_mask)
