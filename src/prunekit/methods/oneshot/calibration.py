@@ -265,6 +265,9 @@ class ForwardCache:
                 state[node] = node.args[0]
             self._states.append(state)
         self._position = len(placeholders)
+        self._held = {t.untyped_storage().data_ptr() for t in batches}
+        self._held |= {t.untyped_storage().data_ptr() for t in model.parameters()}
+        self._held |= {t.untyped_storage().data_ptr() for t in model.buffers()}
         self.peak_bytes = 0
 
     @classmethod
@@ -354,9 +357,10 @@ class ForwardCache:
 
     def _fits(self, state: dict) -> bool:
         """Whether the values carried for all batches (estimated from this batch's, the
-        inputs and the model's own tensors left out) stay within the limit."""
+        inputs and the model's own tensors left out, views of them too) stay within the
+        limit."""
         carried = [v for node, v in state.items() if node.op not in ("placeholder", "get_attr")]
-        per_batch = _tensor_bytes(carried, set())
+        per_batch = _tensor_bytes(carried, set(self._held))
         total = per_batch * len(self._states)
         if self._max_bytes is not None and total > self._max_bytes:
             return False
