@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from prunekit.second_order.l0_model import FactoredLocalModel, KeptInverse
+from prunekit.second_order.l0_inverse import ExplicitInverse, KernelInverse
+from prunekit.second_order.l0_model import FactoredLocalModel
 
 
 @dataclass
@@ -42,7 +43,7 @@ def improving_swaps(
     gradient_at_x: Tensor,
     removed: Tensor,
     fixed_removed: Tensor,
-    inverses: list[KeptInverse],
+    inverses: list[ExplicitInverse | KernelInverse],
     candidates: int,
 ) -> list[SwapCandidate]:
     """Disjoint swaps with a negative predicted change, best first (greedy: each weight
@@ -53,9 +54,13 @@ def improving_swaps(
     free_idx = (removed & ~fixed_removed).nonzero().flatten()
     if len(kept_idx) == 0 or len(free_idx) == 0:
         return []
-    inverse_diagonal = torch.ones_like(x)
-    for (s, e), inverse in zip(model.blocks, inverses, strict=True):
-        inverse_diagonal[s + (~removed[s:e]).nonzero().flatten()] = inverse.diagonal
+    # diag(M): read off an explicit inverse; for a kernel (Woodbury) one, whose diagonal
+    # costs O(m²|R|), the candidates are screened by the bound M_ii ≥ 1/(λ + F_ii) and
+    # their exact M_ii computed below
+    inverse_diagonal = 1.0 / model.fisher_diagonal
+    for (s, _e), inverse in zip(model.blocks, inverses, strict=True):
+        if inverse.explicit:
+            inverse_diagonal[s + inverse.kept] = inverse.diagonal
     removal_cost = x[kept_idx] ** 2 / (2 * inverse_diagonal[kept_idx])
     screen = gradient_at_x[free_idx] ** 2 / (2 * model.fisher_diagonal[free_idx])
     outs = kept_idx[torch.sort(removal_cost, stable=True).indices[:candidates]]
@@ -67,16 +72,18 @@ def improving_swaps(
     block_of_out = model.fisher.block_index(outs)
     block_of_in = model.fisher.block_index(ins)
     for b, ((s, e), inverse) in enumerate(zip(model.blocks, inverses, strict=True)):
-        cols = (block_of_in == b).nonzero().flatten()
-        local_kept = (~removed[s:e]).nonzero().flatten()
-        if len(cols) == 0 or len(local_kept) == 0:
-            continue
-        f_rj = inverse.g.T @ model.grads_t[ins[cols]].T / model.m  # (|R_b|, c)
-        u = inverse.matmul(f_rj)
-        schur[cols] -= (f_rj * u).sum(0)
+        local_kept = inverse.kept
         position = torch.full((e - s,), -1, dtype=torch.long, device=x.device)
         position[local_kept] = torch.arange(len(local_kept), device=x.device)
         rows = (block_of_out == b).nonzero().flatten()
+        if len(rows) and not inverse.explicit:
+            inverse_diagonal[outs[rows]] = inverse.diagonal_at(position[outs[rows] - s])
+        cols = (block_of_in == b).nonzero().flatten()
+        if len(cols) == 0 or len(local_kept) == 0:
+            continue
+        f_rj = inverse.cross(ins[cols] - s)  # (|R_b|, c), rows in the inverse's order
+        u = inverse.matmul(f_rj)
+        schur[cols] -= (f_rj * u).sum(0)
         if len(rows):
             coupling[rows[:, None], cols[None, :]] = u[position[outs[rows] - s]]
     schur = torch.clamp(schur, min=model.damp)  # s_j ≥ λ exactly

@@ -1,0 +1,240 @@
+"""M = F_RR⁻¹ for a kept set R of one Fisher block (F_RR = λI + G_RᵀG_R/m), kept up to
+date while R changes a little at a time (the L0 solver's backsolves and swaps).
+
+Two forms, whichever system is smaller:
+
+- explicit (|R| ≤ m): the |R|×|R| matrix M itself. When weights D leave R and weights A
+  join it, M is updated exactly instead of rebuilt: dropping D is the Schur complement
+  M_{R'R'} − M_{R'D}(M_DD)⁻¹M_{DR'} (= F_{R'R'}⁻¹); adding A borders it with
+  B = M F_{RA} and S = F_AA − F_{AR}B: [[M + BS⁻¹Bᵀ, −BS⁻¹], [−S⁻¹Bᵀ, S⁻¹]].
+  O(|R|²·(|D| + |A|)) against O(m·|R|²) for a rebuild.
+- kernel (|R| > m): Woodbury, M = (1/λ)[I − G_Rᵀ K⁻¹ G_R] with K = mλI + G_RG_Rᵀ (m×m).
+  K of a base set is factored once; a later set that differs by the columns A (joined)
+  and D (left) has K = K_base + W diag(±1) Wᵀ, W = [G_A, G_D], solved by Woodbury on
+  the base factor (O(m²·r) once, r = |A| + |D|, then O(m² + m·r) per solve) until r
+  grows past ``max_rank``, when the base is refactored. G_R is never copied: products
+  with G_R go through the block's G with zeros off R. The diagonal of M is computed only
+  where asked (``diagonal_at``): all of it would cost O(m²·|R|).
+
+Indices are block-local; ``kept`` gives the order of M's rows.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from prunekit.second_order.fisher import cholesky_or_raise
+
+EXPLICIT_REBUILD_EVERY = 32  # exact updates between two rebuilds (rounding drift)
+
+
+class ExplicitInverse:
+    """M = F_RR⁻¹ as an |R|×|R| matrix, rows in the order of ``kept``."""
+
+    explicit = True
+
+    def __init__(self, g_block: Tensor, kept: Tensor, damp: float) -> None:
+        self.g, self.damp, self.m = g_block, damp, g_block.shape[0]
+        self.kept = kept
+        self.updates = 0
+        if len(kept) == 0:
+            self.inverse = g_block.new_zeros(0, 0)
+            return
+        g_r = g_block[:, kept]
+        system = g_r.T @ g_r / self.m
+        system.diagonal().add_(damp)
+        self.inverse = torch.cholesky_inverse(cholesky_or_raise(system, "F_RR"))
+
+    def updated(self, kept_mask: Tensor) -> ExplicitInverse:
+        """The inverse for the kept set ``kept_mask`` (bool over the block)."""
+        old = torch.zeros_like(kept_mask)
+        old[self.kept] = True
+        stays = kept_mask[self.kept]
+        joins = (kept_mask & ~old).nonzero().flatten()
+        changes = int((~stays).sum()) + len(joins)
+        if changes == 0:
+            return self
+        new_size = int(kept_mask.sum())
+        if (
+            self.updates >= EXPLICIT_REBUILD_EVERY
+            or new_size == 0
+            or 2 * changes > max(new_size, 1)
+            or new_size > self.m
+        ):
+            return ExplicitInverse(self.g, kept_mask.nonzero().flatten(), self.damp)
+        inverse, kept = self.inverse, self.kept
+        if not bool(stays.all()):
+            keep = stays.nonzero().flatten()
+            drop = (~stays).nonzero().flatten()
+            m_kd = inverse[keep][:, drop]
+            m_dd = inverse[drop][:, drop]
+            correction = m_kd @ torch.linalg.solve(m_dd, m_kd.T)
+            inverse = inverse[keep][:, keep] - correction
+            inverse = (inverse + inverse.T) / 2
+            kept = kept[keep]
+        if len(joins):
+            g_r, g_a = self.g[:, kept], self.g[:, joins]
+            f_ra = g_r.T @ g_a / self.m
+            f_aa = g_a.T @ g_a / self.m
+            f_aa.diagonal().add_(self.damp)
+            b = inverse @ f_ra
+            schur = f_aa - f_ra.T @ b
+            schur_inverse = torch.cholesky_inverse(cholesky_or_raise(schur, "S_AA"))
+            bs = b @ schur_inverse
+            top = torch.cat([inverse + bs @ b.T, -bs], 1)
+            bottom = torch.cat([-bs.T, schur_inverse], 1)
+            inverse = torch.cat([top, bottom], 0)
+            kept = torch.cat([kept, joins])
+        out = ExplicitInverse.__new__(ExplicitInverse)
+        out.g, out.damp, out.m = self.g, self.damp, self.m
+        out.kept, out.inverse, out.updates = kept, inverse, self.updates + 1
+        return out
+
+    def matmul(self, v: Tensor) -> Tensor:
+        """M v for v of shape (|R|,) or (|R|, c), in the order of ``kept``."""
+        return v if v.shape[0] == 0 else self.inverse @ v
+
+    def cross(self, columns: Tensor) -> Tensor:
+        """F_{R,J} = G_RᵀG_J/m for block-local columns J, rows in the order of ``kept``."""
+        return self.g[:, self.kept].T @ self.g[:, columns] / self.m
+
+    def diagonal_at(self, positions: Tensor) -> Tensor:
+        """M_ii at positions (in the order of ``kept``)."""
+        return self.inverse.diagonal()[positions]
+
+    @property
+    def diagonal(self) -> Tensor:
+        return self.inverse.diagonal().clone()
+
+
+class KernelInverse:
+    """M = F_RR⁻¹ in Woodbury form on a factored m×m kernel (see the module docstring)."""
+
+    explicit = False
+
+    def __init__(self, g_block: Tensor, kept_mask: Tensor, damp: float, max_rank: int) -> None:
+        self.g, self.damp, self.m, self.max_rank = g_block, damp, g_block.shape[0], max_rank
+        self._set_base(kept_mask, None)
+
+    def _set_base(self, kept_mask: Tensor, kernel: Tensor | None) -> None:
+        if kernel is None:
+            kernel = column_gram(self.g, kept_mask.nonzero().flatten())
+            kernel.diagonal().add_(self.m * self.damp)
+        self.base_mask, self.base_kernel = kept_mask, kernel
+        self.factor = cholesky_or_raise(kernel, "mλI + G_RG_Rᵀ")
+        self._set_mask(kept_mask, None)
+
+    def _set_mask(self, kept_mask: Tensor, correction) -> None:
+        self.kept_mask = kept_mask
+        self.kept = kept_mask.nonzero().flatten()
+        self.correction = correction  # (W, Z, capacitance LU) or None
+
+    def updated(self, kept_mask: Tensor) -> KernelInverse:
+        """The inverse for the kept set ``kept_mask`` (bool over the block)."""
+        if torch.equal(kept_mask, self.kept_mask):
+            return self
+        joins = (kept_mask & ~self.base_mask).nonzero().flatten()
+        leaves = (self.base_mask & ~kept_mask).nonzero().flatten()
+        rank = len(joins) + len(leaves)
+        out = KernelInverse.__new__(KernelInverse)
+        out.g, out.damp, out.m, out.max_rank = self.g, self.damp, self.m, self.max_rank
+        w = torch.cat([self.g[:, joins], self.g[:, leaves]], 1)
+        signs = torch.cat(
+            [w.new_ones(len(joins)), -w.new_ones(len(leaves))]
+        )
+        if rank > self.max_rank:
+            if rank < int(kept_mask.sum()):
+                kernel = self.base_kernel + (w * signs) @ w.T
+            else:
+                kernel = None
+            out._set_base(kept_mask, kernel)
+            return out
+        out.base_mask, out.base_kernel, out.factor = self.base_mask, self.base_kernel, self.factor
+        correction = None
+        if rank:
+            z = torch.cholesky_solve(w, self.factor)
+            capacitance = torch.diag(signs) + w.T @ z
+            correction = (w, z, torch.linalg.lu_factor(capacitance))
+        out._set_mask(kept_mask, correction)
+        return out
+
+    def solve(self, b: Tensor) -> Tensor:
+        """K⁻¹ b for the current kept set (b: (m,) or (m, c))."""
+        column = b.dim() == 1
+        rhs = b[:, None] if column else b
+        y = torch.cholesky_solve(rhs, self.factor)
+        if self.correction is not None:
+            w, z, lu = self.correction
+            y = y - z @ torch.linalg.lu_solve(*lu, w.T @ y)
+        return y[:, 0] if column else y
+
+    def _g_r(self, v: Tensor) -> Tensor:
+        """G_R v for v over R (order of ``kept``), through the block's G."""
+        full = v.new_zeros((self.g.shape[1],) + tuple(v.shape[1:]))
+        full[self.kept] = v
+        return self.g @ full
+
+    def matmul(self, v: Tensor) -> Tensor:
+        """M v for v of shape (|R|,) or (|R|, c), in the order of ``kept``."""
+        if v.shape[0] == 0:
+            return v
+        y = self.solve(self._g_r(v))
+        return (v - (self.g.T @ y)[self.kept]) / self.damp
+
+    def cross(self, columns: Tensor) -> Tensor:
+        """F_{R,J} = G_RᵀG_J/m for block-local columns J, rows in the order of ``kept``."""
+        return (self.g.T @ self.g[:, columns])[self.kept] / self.m
+
+    def diagonal_at(self, positions: Tensor) -> Tensor:
+        """M_ii at positions (in the order of ``kept``), clamped below by the exact bound
+        1/(λ + F_ii) (rounding guard)."""
+        cols = self.g[:, self.kept[positions]]
+        if cols.shape[1] == 0:
+            return cols.new_zeros(0)
+        quadratic = (cols * self.solve(cols)).sum(0)
+        bound = 1.0 / (cols.square().sum(0) / self.m + self.damp)
+        return torch.clamp((1.0 - quadratic) / self.damp, min=bound)
+
+    @property
+    def diagonal(self) -> Tensor:
+        """All of diag(M) (O(m²·|R|): for tests and small blocks)."""
+        out = []
+        for lo in range(0, len(self.kept), 4096):
+            positions = torch.arange(lo, min(lo + 4096, len(self.kept)), device=self.g.device)
+            out.append(self.diagonal_at(positions))
+        return torch.cat(out) if out else self.g.new_zeros(0)
+
+
+def column_gram(g: Tensor, columns: Tensor, chunk: int = 4096) -> Tensor:
+    """G_C G_Cᵀ (m×m) for the columns C of ``g``, copying at most ``chunk`` of them at a
+    time (G_C itself would be as large as G)."""
+    kernel = torch.zeros(g.shape[0], g.shape[0], dtype=g.dtype, device=g.device)
+    for lo in range(0, len(columns), chunk):
+        piece = g[:, columns[lo : lo + chunk]]
+        kernel.addmm_(piece, piece.T)
+    return kernel
+
+
+def kept_inverse(
+    g_block: Tensor,
+    kept_mask: Tensor,
+    damp: float,
+    previous: ExplicitInverse | KernelInverse | None = None,
+) -> ExplicitInverse | KernelInverse:
+    """F_RR⁻¹ for R = ``kept_mask`` (bool over the block's columns of ``g_block``), from
+    ``previous`` (the inverse of a nearby kept set) when it helps."""
+    m = g_block.shape[0]
+    size = int(kept_mask.sum())
+    explicit = size <= m
+    if previous is not None and previous.explicit == explicit:
+        return previous.updated(kept_mask)
+    if explicit:
+        return ExplicitInverse(g_block, kept_mask.nonzero().flatten(), damp)
+    return KernelInverse(g_block, kept_mask, damp, max_rank=max(64, min(2048, m // 4)))
+
+
+def KeptInverse(g_kept: Tensor, damp: float) -> ExplicitInverse | KernelInverse:  # noqa: N802
+    """F_RR⁻¹ for all the columns of ``g_kept`` (= G_R)."""
+    kept = torch.ones(g_kept.shape[1], dtype=torch.bool, device=g_kept.device)
+    return kept_inverse(g_kept, kept, damp)

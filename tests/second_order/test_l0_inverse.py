@@ -1,0 +1,77 @@
+"""F_RR⁻¹ kept up to date while R changes: every form and every update against the
+explicit inverse of F_RR = λI + G_RᵀG_R/m."""
+
+import pytest
+import torch
+
+from prunekit.second_order.l0_inverse import ExplicitInverse, KernelInverse, kept_inverse
+
+
+def dense_inverse(g, kept, damp):
+    g_r = g[:, kept]
+    f = g_r.T @ g_r / g.shape[0] + damp * torch.eye(len(kept), dtype=g.dtype)
+    return torch.linalg.inv(f)
+
+
+def check(inverse, g, kept_mask, damp):
+    kept = inverse.kept
+    assert torch.equal(torch.sort(kept).values, kept_mask.nonzero().flatten())
+    want = dense_inverse(g, kept, damp)
+    v = torch.randn(len(kept), 3, dtype=g.dtype)
+    torch.testing.assert_close(inverse.matmul(v), want @ v, rtol=1e-8, atol=1e-10)
+    positions = torch.arange(len(kept))
+    torch.testing.assert_close(
+        inverse.diagonal_at(positions), want.diagonal(), rtol=1e-8, atol=1e-10
+    )
+    cols = (~kept_mask).nonzero().flatten()[:4]
+    torch.testing.assert_close(inverse.cross(cols), g[:, kept].T @ g[:, cols] / g.shape[0])
+
+
+@pytest.mark.parametrize("m,d", [(30, 20), (8, 40)])  # explicit (|R| ≤ m), kernel (|R| > m)
+def test_updates_along_a_random_walk_of_kept_sets_are_exact(m, d):
+    generator = torch.Generator().manual_seed(m)
+    g = torch.randn(m, d, generator=generator, dtype=torch.float64)
+    damp = 0.05
+    kept = torch.rand(d, generator=generator) < 0.6
+    inverse = kept_inverse(g, kept, damp)
+    for step in range(25):
+        flips = torch.randperm(d, generator=generator)[: 1 + step % 5]
+        kept = kept.clone()
+        kept[flips] = ~kept[flips]
+        if not bool(kept.any()):
+            kept[0] = True
+        inverse = kept_inverse(g, kept, damp, inverse)
+        check(inverse, g, kept, damp)
+
+
+def test_kernel_form_rebases_past_its_rank_and_stays_exact():
+    generator = torch.Generator().manual_seed(1)
+    g = torch.randn(6, 50, generator=generator, dtype=torch.float64)
+    kept = torch.ones(50, dtype=torch.bool)
+    inverse = KernelInverse(g, kept, 0.1, max_rank=3)
+    base = inverse.factor
+    kept = kept.clone()
+    kept[:2] = False
+    inverse = inverse.updated(kept)
+    assert inverse.factor is base and inverse.correction is not None
+    check(inverse, g, kept, 0.1)
+    kept = kept.clone()
+    kept[2:10] = False
+    inverse = inverse.updated(kept)
+    assert inverse.factor is not base and inverse.correction is None
+    check(inverse, g, kept, 0.1)
+
+
+def test_explicit_form_is_rebuilt_after_many_updates():
+    generator = torch.Generator().manual_seed(2)
+    g = torch.randn(40, 12, generator=generator, dtype=torch.float64)
+    kept = torch.ones(12, dtype=torch.bool)
+    inverse = ExplicitInverse(g, kept.nonzero().flatten(), 0.1)
+    for i in range(40):
+        kept = kept.clone()
+        kept[i % 12] = ~kept[i % 12]
+        if not bool(kept.any()):
+            kept[0] = True
+        inverse = kept_inverse(g, kept, 0.1, inverse)
+        assert inverse.updates <= 32
+    check(inverse, g, kept, 0.1)
