@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from prunekit.second_order.cbs_update import column_gram
 from prunekit.second_order.fisher import cholesky_or_raise
 
 EXPLICIT_REBUILD_EVERY = 32  # exact updates between two rebuilds (rounding drift)
@@ -204,16 +205,6 @@ class KernelInverse:
             positions = torch.arange(lo, min(lo + 4096, len(self.kept)), device=self.g.device)
             out.append(self.diagonal_at(positions))
         return torch.cat(out) if out else self.g.new_zeros(0)
-
-
-def column_gram(g: Tensor, columns: Tensor, chunk: int = 4096) -> Tensor:
-    """G_C G_Cᵀ (m×m) for the columns C of ``g``, copying at most ``chunk`` of them at a
-    time (G_C itself would be as large as G)."""
-    kernel = torch.zeros(g.shape[0], g.shape[0], dtype=g.dtype, device=g.device)
-    for lo in range(0, len(columns), chunk):
-        piece = g[:, columns[lo : lo + chunk]]
-        kernel.addmm_(piece, piece.T)
-    return kernel
 
 
 def kept_inverse(
