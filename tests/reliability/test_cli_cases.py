@@ -429,6 +429,29 @@ def fisher_damp_infinite_in_float32(tmp, mp, capsys):
     return _prune_args(tmp, "woodfisher", "--fisher-damp", "1e300")
 
 
+@case("stages count 1000000 is too large")
+def stages_count_a_million_exponential(tmp, mp, capsys):
+    return _prune_args(tmp, "magnitude", "--stages-count", "1000000")
+
+
+@case("stages count 1000000 is too large")
+def stages_count_a_million_geometric(tmp, mp, capsys):
+    return _prune_args(tmp, "magnitude", "--stages-count", "1000000",
+                       "--stages-schedule", "geometric")  # fmt: skip
+
+
+@case("every stage must remove at least one weight")
+def more_stages_than_weights_to_remove(tmp, mp, capsys):
+    return ["prune", *QUICK, "--checkpoint", _ckpt(tmp), "--methods", "magnitude",
+            "--sparsities", "0.0001", "--stages-count", "900", "--stages-schedule", "linear",
+            "--run-dir", tmp / "run"]  # fmt: skip
+
+
+@case("do not increase")
+def exponential_stages_that_stall(tmp, mp, capsys):
+    return _prune_args(tmp, "magnitude", "--stages-count", "900")
+
+
 # --- issue 18: the grid of prune and prune-init, collapse, locks, bench --------------------
 def _init_args(tmp: Path, *extra) -> list:
     return ["prune-init", *QUICK, "--methods", "magnitude", "--epochs", "1",

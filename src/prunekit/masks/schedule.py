@@ -133,7 +133,10 @@ def _check_stages(values: list[float], target: float, start: float, what: str) -
         )
     steps = [b - a for a, b in zip(values, values[1:], strict=False)]
     if any(step <= 0 for step in steps):
+        first = next(i for i, step in enumerate(steps) if step <= 0)
+        shown = ", ".join(f"{v:.6g}" for v in values[max(0, first - 1) : first + 2])
         raise ConfigError(
-            f"{what} must be strictly increasing, got {values}; use fewer stages or another base"
+            f"{what} must be strictly increasing, but stages {first} and {first + 1} of "
+            f"{len(values)} do not increase (… {shown} …); use fewer stages or another base"
         )
     return values

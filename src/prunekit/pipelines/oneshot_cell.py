@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +47,28 @@ class OneShotRun:
     data: DataBundle
     dense: dict
     device: torch.device
+
+
+def stage_progress(method: str, sparsity: float, seed: int, count: int, run: OneShotRun):
+    """``on_stage`` for :func:`prune_in_stages`: logs each finished stage (progress of a
+    long cell) and returns its validation metrics (reporting only)."""
+    started = time.perf_counter()
+
+    def on_stage(t: int, model: nn.Module) -> dict:
+        metrics = validation_metrics(model, run.data, run.device)
+        logger.info(
+            "%s sparsity %g seed %d: stage %d/%d done, %.0fs so far%s",
+            method,
+            sparsity,
+            seed,
+            t + 1,
+            count,
+            time.perf_counter() - started,
+            f", val_top1 {metrics['val_top1']:.2f}" if "val_top1" in metrics else "",
+        )
+        return metrics
+
+    return on_stage
 
 
 def prune_cell(
@@ -103,7 +126,7 @@ def prune_cell(
             samples_per_class=config.samples_per_class,
             seed=seed,
             device=device,
-            on_stage=lambda _t, model: validation_metrics(model, data, device),
+            on_stage=stage_progress(method, sparsity, seed, len(config.stages.plan(sparsity)), run),
             reclaim_dead=config.reclaim_dead_weights,
         )
         result = staged.result
