@@ -80,11 +80,12 @@ def main() -> None:
                 print(f"| {key[0]} | {key[1]} | {','.join(map(str, seeds))} | "
                       + " | ".join(cells) + " |")
             print()
-        print("seconds per cell (calibration + solve, mean over seeds and sparsities; "
-              "calibration alone), estimated peak (MiB: the largest layer's Hessians, "
+        print("seconds per cell (the solver's, `prune_seconds`, and the calibration's, "
+              "means over seeds and sparsities), estimated peak (MiB: the largest layer's "
+              "Hessians, "
               "solve and one batch; + the carried activations) and the process's peak "
               "RSS (MiB, whole `prunekit prune` call incl. data):\n")
-        print("| method | allocation | s / cell | calibration s | est. peak MiB | "
+        print("| method | allocation | solve s | calibration s | est. peak MiB | "
               "carried MiB | RSS MiB |")
         print("|---|---|---|---|---|---|---|")
         for key in keys:
