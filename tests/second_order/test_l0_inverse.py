@@ -75,3 +75,19 @@ def test_explicit_form_is_rebuilt_after_many_updates():
         inverse = kept_inverse(g, kept, 0.1, inverse)
         assert inverse.updates <= 32
     check(inverse, g, kept, 0.1)
+
+
+def test_transposed_restriction_is_the_same_fisher_and_the_solver_makes_no_second_copy():
+    from prunekit.second_order import EmpiricalFisher
+    from prunekit.second_order.l0_model import FactoredLocalModel
+
+    generator = torch.Generator().manual_seed(3)
+    g = torch.randn(7, 30, generator=generator, dtype=torch.float64)
+    fisher = EmpiricalFisher(g, 0.1, [(0, 12), (12, 30)], dtype=torch.float64)
+    keep = torch.rand(30, generator=generator) < 0.6
+    plain, transposed = fisher.restricted(keep), fisher.restricted_transposed(keep)
+    assert plain.blocks == transposed.blocks
+    torch.testing.assert_close(plain.grads, transposed.grads)
+    w = torch.randn(int(keep.sum()), generator=generator, dtype=torch.float64)
+    model = FactoredLocalModel(w, transposed, None)
+    assert model.grads_t.data_ptr() == transposed.grads.data_ptr()

@@ -254,22 +254,46 @@ class EmpiricalFisher:
         cached = self._restricted
         if cached is not None and torch.equal(cached[0], keep):
             return cached[1]  # the selection and the update of a stage share one copy
-        blocks, start = [], 0
-        for s, e in self.blocks:
-            size = int(keep[s:e].sum())
-            if size:
-                blocks.append((start, start + size))
-                start += size
         sub = EmpiricalFisher(
             self.grads[:, keep],
             self.damp,
-            blocks,
+            self._restricted_blocks(keep),
             dtype=self.dtype,
             memory_limit=self.memory_limit,
             check_finite=False,  # columns of a checked G
         )
         self._restricted = (keep.clone(), sub)
         return sub
+
+    def restricted_transposed(self, keep: Tensor) -> EmpiricalFisher:
+        """:meth:`restricted`, with the kept columns of G gathered into one contiguous
+        (|K|, m) array held as its transpose: the gradients of any set of weights are
+        then contiguous rows, and that array is the Gᵀ the L0 solver works on (it makes
+        no second copy). Not cached: freed with the caller's reference."""
+        keep = keep.to(self.device)
+        if keep.dtype != torch.bool or keep.shape != (self.dim,):
+            raise ConfigError(f"keep must be a bool tensor of length {self.dim}")
+        if not bool(keep.any()):
+            raise ConfigError("cannot restrict the Fisher to no coordinates")
+        rows = self.grads.T[keep]  # (|K|, m), contiguous
+        return EmpiricalFisher(
+            rows.T,
+            self.damp,
+            self._restricted_blocks(keep),
+            dtype=self.dtype,
+            memory_limit=self.memory_limit,
+            check_finite=False,
+        )
+
+    def _restricted_blocks(self, keep: Tensor) -> list[tuple[int, int]]:
+        """The blocks renumbered over the kept coordinates (empty ones dropped)."""
+        blocks, start = [], 0
+        for s, e in self.blocks:
+            size = int(keep[s:e].sum())
+            if size:
+                blocks.append((start, start + size))
+                start += size
+        return blocks
 
     # -- per block ---------------------------------------------------------------
 

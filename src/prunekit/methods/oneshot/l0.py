@@ -72,7 +72,9 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
     alive = torch.ones_like(w, dtype=torch.bool)
     if problem.fixed_removed is not None:
         alive = ~problem.fixed_removed.to(fisher.device)
-    sub = fisher.restricted(alive)
+    # one (|alive|, m) copy of G's columns, which is also the solver's Gᵀ; the update's
+    # restricted copy is made after it is freed
+    sub = fisher.restricted_transposed(alive)
     result = l0_solve(
         w[alive],
         sub,
