@@ -179,3 +179,34 @@ def test_l0_with_earlier_removals_reaches_the_exhaustive_optimum_over_alive_weig
         torch.testing.assert_close(new_w, w + expected_delta, rtol=1e-6, atol=1e-9)
         reached += found <= best + 1e-9 * abs(best) + 1e-12
     assert reached >= 3  # the optimum in most instances
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_l0_obs_start_uses_the_fisher_restricted_to_the_alive_weights(first_order):
+    # the OBS warm start of a later stage: saliencies (w̃_q)² / (2 [F_AA⁻¹]_qq) with
+    # w̃ = w̄_A − F_AA⁻¹ ḡ_A on the alive set A, from an explicit inverse of F_AA
+    from prunekit.methods.oneshot.l0 import alive_start
+
+    g = torch.Generator().manual_seed(3)
+    m, d, damp = 30, 50, 1e-2
+    grads = torch.randn(m, d, generator=g, dtype=torch.float64)
+    w = torch.randn(d, generator=g, dtype=torch.float64)
+    alive = torch.rand(d, generator=g) > 0.4
+    gradient = grads.mean(0) if first_order else None
+    sub = EmpiricalFisher(grads, damp, dtype=torch.float64).restricted_transposed(alive)
+    k = 7
+    mask = alive_start("obs", w[alive], sub, None if gradient is None else gradient[alive], k)
+
+    ga = grads[:, alive]
+    inverse = torch.linalg.inv(
+        ga.T @ ga / m + damp * torch.eye(int(alive.sum()), dtype=torch.float64)
+    )
+    point = w[alive] if gradient is None else w[alive] - inverse @ gradient[alive]
+    saliency = point**2 / (2 * inverse.diagonal())
+    expected = torch.zeros_like(mask)
+    expected[torch.sort(saliency, stable=True).indices[:k]] = True
+    assert torch.equal(mask, expected) and int(mask.sum()) == k
+    magnitude = alive_start("magnitude", w[alive], sub, None, k)
+    assert torch.equal(
+        magnitude.nonzero().flatten(), torch.sort(w[alive].abs()).indices[:k].sort().values
+    )

@@ -333,6 +333,13 @@ class EmpiricalFisher:
         out = out / self.damp
         return out[:, 0] if column else out
 
+    def release_factors(self) -> None:
+        """Drop the cached factors, inverse diagonal and restricted copy (memory back;
+        they are recomputed if asked for again)."""
+        self._factors = [None] * len(self.blocks)
+        self._inverse_diagonal = None
+        self._restricted = None
+
     def has_factor(self, b: int) -> bool:
         """Whether block ``b``'s factor is computed already (cached)."""
         return self._factors[b] is not None

@@ -14,12 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from prunekit.errors import ConfigError
 from prunekit.methods.oneshot.problem import OneShotProblem
 from prunekit.methods.oneshot.registry import register_preset, register_selection
 from prunekit.methods.oneshot.results import SearchPass, SearchReport, Selection
-from prunekit.second_order import l0_solve, obs_saliency
+from prunekit.second_order import EmpiricalFisher, l0_solve, lowest_k_mask, obs_saliency
 from prunekit.utils.settings import setting
 
 
@@ -61,12 +62,6 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
         )
     w = problem.weights.to(device=fisher.device, dtype=fisher.dtype)
     gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
-    starts = []
-    for name in settings.start_names:  # earlier removals come first in both starts
-        if name == "magnitude":
-            starts.append(problem.lowest_k(w.abs()))
-        else:
-            starts.append(problem.lowest_k(obs_saliency(w, fisher, gradient=gradient)))
     # Earlier removals are held at zero, which is the same as dropping their
     # coordinates: solve on the weights still alive only (F restricted to them).
     alive = torch.ones_like(w, dtype=torch.bool)
@@ -75,12 +70,19 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
     # one (|alive|, m) copy of G's columns, which is also the solver's Gᵀ; the update's
     # restricted copy is made after it is freed
     sub = fisher.restricted_transposed(alive)
+    w_alive = w[alive]
+    gradient_alive = None if gradient is None else gradient[alive]
+    k_alive = problem.k - int((~alive).sum())
+    starts = [
+        alive_start(name, w_alive, sub, gradient_alive, k_alive) for name in settings.start_names
+    ]
+    sub.release_factors()  # the OBS start's factor; the solver builds its own
     result = l0_solve(
-        w[alive],
+        w_alive,
         sub,
-        problem.k - int((~alive).sum()),
-        gradient=None if gradient is None else gradient[alive],
-        start=[start[alive] for start in starts],
+        k_alive,
+        gradient=gradient_alive,
+        start=starts,
         max_iterations=settings.max_iterations,
         tol=settings.tol,
         max_rounds=settings.max_rounds,
@@ -100,6 +102,18 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
         history=history,
     )
     return Selection(removed.cpu(), report)
+
+
+def alive_start(
+    name: str, w: Tensor, fisher: EmpiricalFisher, gradient: Tensor | None, k: int
+) -> Tensor:
+    """Warm-start mask over the alive weights (True = removed, exactly ``k``): the ``k``
+    smallest |w̄| (magnitude) or the ``k`` lowest OBS saliencies on F restricted to the
+    alive weights (obs), the local model the solver works on: earlier removals are held
+    at zero, so their coordinates take no part in the saliency or its Newton point."""
+    if name == "magnitude":
+        return lowest_k_mask(w.abs(), k)
+    return lowest_k_mask(obs_saliency(w, fisher, gradient=gradient), k)
 
 
 register_preset("l0", "l0", "cbs_u")
