@@ -130,9 +130,10 @@ def test_uniform_counts_are_exact_per_layer_and_in_total(method):
     assert bool((mlp().get_parameter(names[0]) == model.get_parameter(names[0])).all())
 
 
-def dense_saliency_counts(model, names, x, damp):
+def dense_saliency_counts(model, names, x, damp, sparsity=0.6, min_density=0.0):
     """Per-layer counts of the global allocation, computed independently: each layer's
-    H from the dense network's inputs to it."""
+    H from the dense network's inputs to it; the global order walked weight by weight,
+    a layer skipped once it keeps only its floor max(1, ⌊min_density·(1 − s)·d_ℓ⌋)."""
     inputs = {}
     hooks = [
         model.get_submodule(n.rpartition(".")[0]).register_forward_pre_hook(
@@ -150,21 +151,60 @@ def dense_saliency_counts(model, names, x, damp):
         H = 2 * X.T @ X / X.shape[0]
         scores.append(layer_saliency(model.get_parameter(n).detach(), H, damp).double().flatten())
     flat = torch.cat(scores)
-    removed = torch.zeros(flat.numel(), dtype=torch.bool)
-    removed[torch.sort(flat, stable=True).indices[: count_to_remove(0.6, flat.numel())]] = True
-    return [int(part.sum()) for part in removed.split([s.numel() for s in scores])]
+    layer_of = torch.cat([torch.full((s.numel(),), i) for i, s in enumerate(scores)])
+    sizes = [s.numel() for s in scores]
+    caps = [
+        d - (max(1, math.floor(min_density * (1 - sparsity) * d)) if min_density else 0)
+        for d in sizes
+    ]
+    counts, k = [0] * len(sizes), count_to_remove(sparsity, flat.numel())
+    for index in torch.sort(flat, stable=True).indices.tolist():
+        if sum(counts) == k:
+            break
+        if counts[layer_of[index]] < caps[layer_of[index]]:
+            counts[layer_of[index]] += 1
+    return counts
 
 
 def test_global_allocation_follows_the_dense_saliency_ranking():
     model, x = mlp(), torch.randn(128, 12, dtype=torch.float64)
     names = weight_names(model)
-    result = prune_layerwise(model, names, "sparsegpt", 0.6, x, settings=F64, allocation="global")
+    settings = LayerwiseSettings(dtype="float64", batch_size=32, min_layer_density=0.0)
+    result = prune_layerwise(
+        model, names, "sparsegpt", 0.6, x, settings=settings, allocation="global"
+    )
     expected = dense_saliency_counts(model, names, x, F64.damp)
     assert removed_per_layer(result, names) == expected
     assert sum(expected) == count_to_remove(0.6, sum(p.numel() for p in result.weights.values()))
     assert result.record.allocation == "global"
     uniform = layerwise_counts(0.6, [model.get_parameter(n).numel() for n in names])
     assert expected != uniform  # the test tells the two apart
+
+
+def test_global_allocation_keeps_every_layers_floor():
+    # a wide first layer of low-saliency weights: unfloored, the global ranking removes
+    # it whole at 0.95 (the MLPNet collapse); with the floor it keeps ⌊0.25·0.05·d⌋
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(200, 4), nn.ReLU(), nn.Linear(4, 25), nn.ReLU(), nn.Linear(25, 3)
+    ).double()
+    x = torch.randn(64, 200, dtype=torch.float64)
+    names = weight_names(model)
+    unfloored = dense_saliency_counts(model, names, x, F64.damp, 0.95)
+    assert unfloored[0] == 800  # the test case collapses without the floor
+    for density in (0.0, 0.25, 1.0):
+        settings = LayerwiseSettings(dtype="float64", batch_size=32, min_layer_density=density)
+        result = prune_layerwise(
+            model, names, "sparsegpt", 0.95, x, settings=settings, allocation="global"
+        )
+        expected = dense_saliency_counts(model, names, x, F64.damp, 0.95, density)
+        assert removed_per_layer(result, names) == expected
+        assert sum(expected) == count_to_remove(0.95, 975)
+        if density:
+            floor = max(1, math.floor(density * 0.05 * 800))
+            assert expected[0] == 800 - floor  # the floor binds on the wide layer
+    with pytest.raises(ConfigError, match="min_layer_density"):
+        LayerwiseSettings(min_layer_density=1.5)
 
 
 def test_explicit_per_layer_targets():

@@ -28,7 +28,10 @@ stops right after it. Both give bit-identical results.
 - ``global``: a first pass on the *dense* network computes every layer's H (one layer
   at a time) and its normalised OBS saliency (``layer_saliency``); the round(s·d)
   lowest saliencies over all layers give each layer's count. The sequential pass then
-  prunes each layer to that count (only the counts are taken from the first pass);
+  prunes each layer to that count (only the counts are taken from the first pass).
+  Every layer keeps at least ``min_layer_density``·(1 − s) of its weights (default
+  0.5, chosen on validation: reproductions/results/layerwise_floor_sweep.md), so a
+  wide layer of individually small saliencies is never removed whole;
 - explicit: a mapping parameter name → sparsity (``layer_sparsities`` in YAML);
   layers it does not name are pruned at ``sparsity``.
 
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +112,12 @@ class LayerwiseSettings:
         "saliencies ranked over all layers, computed on the dense network)",
         choices=list(ALLOCATIONS),
     )
+    min_layer_density: float = setting(
+        0.5,
+        "global allocation: every layer keeps at least this fraction of the target's "
+        "density, i.e. its sparsity is at most 1 − this·(1 − s) (0: no floor; a layer "
+        "may then be removed whole)",
+    )
     layer_sparsities: dict = setting(
         {},
         "explicit per-layer targets, parameter name → sparsity, e.g. '{fc1.weight: 0.8}' "
@@ -141,6 +151,12 @@ class LayerwiseSettings:
             raise ConfigError(
                 f"layerwise allocation must be one of {', '.join(ALLOCATIONS)}, got "
                 f"{self.allocation!r} (explicit targets go in layer_sparsities)"
+            )
+        if not (
+            isinstance(self.min_layer_density, int | float) and 0 <= self.min_layer_density <= 1
+        ):
+            raise ConfigError(
+                f"layerwise min_layer_density must be in [0, 1], got {self.min_layer_density!r}"
             )
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"layerwise dtype must be float32 or float64, got {self.dtype!r}")
@@ -669,14 +685,44 @@ def _global_counts(
             f"{fixed_total} weights are already removed, more than the {k} this sparsity "
             "removes: give a higher sparsity"
         )
-    removed = torch.zeros(flat.numel(), dtype=torch.bool)
-    removed[torch.sort(flat, stable=True).indices[:k]] = True
+    sizes = [layer.size for layer in plan.layers]
+    least = 1 if settings.min_layer_density > 0 else 0
+    floors = [
+        min(size, max(least, math.floor(settings.min_layer_density * (1.0 - sparsity) * size)))
+        for size in sizes
+    ]
+    caps = [size - floor for size, floor in zip(sizes, floors, strict=True)]
+    removed = capped_lowest(flat, sizes, caps, k)
     counts, start = {}, 0
     for layer in plan.layers:
         part = removed[start : start + layer.size].reshape(layer.groups, -1)
         counts[layer.name] = [int(g.sum()) for g in part]
         start += layer.size
     return counts
+
+
+def capped_lowest(scores: Tensor, sizes: Sequence[int], caps: Sequence[int], k: int) -> Tensor:
+    """Removal mask (True = removed) of exactly ``k`` of the concatenated per-layer
+    ``scores``: the lowest ones, with at most ``caps[ℓ]`` taken from layer ℓ (scores of
+    −inf, weights that must go, are always taken: their count raises that layer's cap).
+    The same as walking the global order and skipping a layer once it is full: only a
+    layer's ``cap`` lowest can be taken, and the k lowest of those candidates are."""
+    candidates, start = [], 0
+    for size, cap in zip(sizes, caps, strict=True):
+        part = scores[start : start + size]
+        cap = max(cap, int(torch.isneginf(part).sum()))
+        candidates.append(torch.sort(part, stable=True).indices[:cap] + start)
+        start += size
+    pool = torch.cat(candidates).sort().values  # ties broken by position, as unfloored
+    if pool.numel() < k:
+        raise ConfigError(
+            f"the per-layer floor (min_layer_density) leaves {pool.numel()} removable "
+            f"weights, fewer than the {k} to remove: lower min_layer_density"
+        )
+    chosen = pool[torch.sort(scores[pool], stable=True).indices[:k]]
+    removed = torch.zeros(scores.numel(), dtype=torch.bool)
+    removed[chosen] = True
+    return removed
 
 
 def _prune_layer(
