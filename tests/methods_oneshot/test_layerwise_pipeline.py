@@ -381,6 +381,30 @@ def test_memory_refusal_names_the_layer_and_the_figure():
     assert result.record.peak_memory_bytes > 0 and result.record.peak_memory_layer
 
 
+def test_memory_estimate_counts_the_solvers_workspace():
+    # OBC holds one H⁻¹ copy per row of a chunk (float64 d_in × d_in each), lw_l0 its
+    # backsolve systems: the estimate adds them to the shared Hessian/batch figure
+    model, x = mlp(), torch.randn(64, 12, dtype=torch.float64)
+    names = weight_names(model)
+    peaks = {
+        method: prune_layerwise(model, names, method, 0.5, x, settings=F64).record
+        for method in ("sparsegpt", "obc", "lw_l0", "lw_magnitude")
+    }
+    base = peaks["sparsegpt"].peak_memory_bytes
+    assert peaks["lw_magnitude"].peak_memory_bytes == base
+    # layer 1 (17 rows, d_in 12) vs layer 2 (9 rows, d_in 17): 17·12² < 9·17², so the
+    # workspace makes the second layer the peak for OBC
+    obc = peaks["obc"]
+    assert obc.peak_memory_layer == "2.weight"
+    assert obc.peak_memory_bytes >= 8 * 9 * 17 * 17 and obc.peak_memory_bytes > base
+    assert peaks["lw_l0"].peak_memory_bytes >= 2 * 8 * 9 * 17 * 17
+    limit = (base + 8 * 9 * 17 * 17 / 2) / 2**30  # fits sparsegpt, not OBC's copies
+    settings = LayerwiseSettings(dtype="float64", batch_size=32, memory_limit_gb=limit)
+    prune_layerwise(model, names, "sparsegpt", 0.5, x, settings=settings)
+    with pytest.raises(ResourceError, match="layer-wise pruning of 2.weight"):
+        prune_layerwise(model, names, "obc", 0.5, x, settings=settings)
+
+
 @pytest.mark.parametrize("model_fn", [mlp, grouped_cnn])
 def test_second_order_errors_never_above_magnitude(model_fn):
     model = model_fn()

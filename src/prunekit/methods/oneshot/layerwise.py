@@ -79,11 +79,13 @@ from prunekit.second_order.layerwise import (
     LayerPruneResult,
     damped_inverse,
     joint_layer,
+    joint_workspace_bytes,
     layer_error,
     layer_saliency,
     least_squares_on_support,
     magnitude_layer,
     obc_layer,
+    obc_workspace_bytes,
     prepare_hessian,
     sparsegpt_layer,
 )
@@ -227,6 +229,7 @@ register_layerwise(
     _obc,
     settings=LayerwiseSettings,
     summary="OBC / ExactOBS: greedy OBS removals per row on the layer's Hessian",
+    workspace=obc_workspace_bytes,
 )
 register_layerwise(
     "sparsegpt",
@@ -239,6 +242,7 @@ register_layerwise(
     _joint,
     settings=LayerwiseSettings,
     summary="joint per-row support and weights on the layer's Hessian (IHT, backsolve)",
+    workspace=joint_workspace_bytes,
 )
 
 
@@ -384,7 +388,7 @@ def prune_layerwise(
         return iter(batch_list)
 
     plan = forward_plan(working, list(by_name.values()), batch_list[0])
-    peak, peak_layer = _check_memory(plan, settings, device)
+    peak, peak_layer = _check_memory(plan, settings, device, spec.selection.workspace)
     caches: list[ForwardCache] = []
 
     def new_cache() -> ForwardCache | None:
@@ -492,15 +496,19 @@ def _split_fixed(
 
 
 def _check_memory(
-    plan: ForwardPlan, settings: LayerwiseSettings, device: torch.device
+    plan: ForwardPlan,
+    settings: LayerwiseSettings,
+    device: torch.device,
+    workspace: Callable[[int, int], int] | None = None,
 ) -> tuple[int, str]:
-    """The largest layer's estimated peak bytes and its name; ResourceError when it
-    exceeds the limit."""
+    """The largest layer's estimated peak bytes (the solver's ``workspace`` for one
+    block included) and its name; ResourceError when it exceeds the limit."""
     itemsize = torch.empty((), dtype=settings.torch_dtype).element_size()
     peaks = {
         layer.name: peak_bytes(
             layer, plan.rows_per_sample[layer.name], settings.batch_size, itemsize
         )
+        + (workspace(layer.rows, layer.d_in) if workspace is not None else 0)
         for layer in plan.layers
     }
     name = max(peaks, key=peaks.get)

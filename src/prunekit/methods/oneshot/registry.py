@@ -30,8 +30,9 @@ from prunekit.errors import ConfigError
 class RegisteredFunction:
     """A registered selection or update: its name, function, whether it needs the
     Fisher, the type of its settings (or None) and a one-line summary. A layer-wise
-    method also has its ``solver`` (one block → ``LayerPruneResult``) and whether it
-    ``updates`` the kept weights."""
+    method also has its ``solver`` (one block → ``LayerPruneResult``), whether it
+    ``updates`` the kept weights and its ``workspace(rows, d_in)``: the bytes its solver
+    needs for one block beyond H and the weights (for the memory estimate)."""
 
     name: str
     function: Callable[..., Any]
@@ -40,6 +41,7 @@ class RegisteredFunction:
     summary: str
     solver: Callable[..., Any] | None = None
     updates: bool = True
+    workspace: Callable[[int, int], int] | None = None
 
     def __call__(self, *args: Any) -> Any:
         return self.function(*args)
@@ -77,10 +79,17 @@ register_update.__doc__ = "Decorator: register ``solve(problem, removed, setting
 
 
 def register_layerwise(
-    name: str, solver: Callable, *, settings: type, updates: bool = True, summary: str = ""
+    name: str,
+    solver: Callable,
+    *,
+    settings: type,
+    updates: bool = True,
+    summary: str = "",
+    workspace: Callable[[int, int], int] | None = None,
 ) -> None:
     """Register a layer-wise method: ``solver(task, settings)`` prunes one block of a
-    layer on its Hessian (``layerwise.BlockTask``); ``name`` alone is the method."""
+    layer on its Hessian (``layerwise.BlockTask``); ``name`` alone is the method.
+    ``workspace(rows, d_in)``: its extra bytes per block, counted in the memory check."""
 
     def needs_calibration(problem: Any, settings: Any, update: Any) -> Any:
         raise ConfigError(
@@ -92,7 +101,7 @@ def register_layerwise(
         raise ValueError(f"selection {name!r} is registered twice")
     doc = summary or (solver.__doc__ or "").split("\n")[0]
     SELECTIONS[name] = RegisteredFunction(
-        name, needs_calibration, False, settings, doc, solver, updates
+        name, needs_calibration, False, settings, doc, solver, updates, workspace
     )
     PRESETS[name] = (name, "none")
 

@@ -15,9 +15,9 @@ from prunekit.second_order.layerwise.hessian import (
     prepare_hessian,
     upper_cholesky_of_inverse,
 )
-from prunekit.second_order.layerwise.joint import joint_layer
+from prunekit.second_order.layerwise.joint import joint_layer, joint_workspace_bytes
 from prunekit.second_order.layerwise.magnitude import magnitude_layer
-from prunekit.second_order.layerwise.obc import obc_layer
+from prunekit.second_order.layerwise.obc import obc_layer, obc_workspace_bytes
 from prunekit.second_order.layerwise.objective import LayerPruneResult, layer_error
 from prunekit.second_order.layerwise.saliency import layer_saliency
 from prunekit.second_order.layerwise.sparsegpt import sparsegpt_layer
@@ -27,12 +27,14 @@ __all__ = [
     "LayerPruneResult",
     "damped_inverse",
     "joint_layer",
+    "joint_workspace_bytes",
     "lambda_max",
     "layer_error",
     "layer_saliency",
     "least_squares_on_support",
     "magnitude_layer",
     "obc_layer",
+    "obc_workspace_bytes",
     "prepare_hessian",
     "sparsegpt_layer",
     "upper_cholesky_of_inverse",

@@ -17,6 +17,13 @@ from prunekit.second_order.layerwise.hessian import robust_cholesky
 CHUNK_BYTES = 512 * 2**20
 
 
+def backsolve_workspace_bytes(rows: int, d_in: int, chunk_bytes: int = CHUNK_BYTES) -> int:
+    """Bytes of one chunk of ``least_squares_on_support`` at its widest (every row
+    keeping all d_in): the gathered H_SS systems and their Cholesky factors (float64)."""
+    per_row = 8 * d_in * d_in
+    return 2 * min(rows, max(1, chunk_bytes // max(per_row, 1))) * per_row
+
+
 def least_squares_on_support(
     W: Tensor, H_damped: Tensor, kept: Tensor, *, chunk_bytes: int = CHUNK_BYTES
 ) -> Tensor:

@@ -23,7 +23,10 @@ import torch
 from torch import Tensor
 
 from prunekit.errors import ConfigError
-from prunekit.second_order.layerwise.backsolve import least_squares_on_support
+from prunekit.second_order.layerwise.backsolve import (
+    backsolve_workspace_bytes,
+    least_squares_on_support,
+)
 from prunekit.second_order.layerwise.hessian import lambda_max, prepare_hessian
 from prunekit.second_order.layerwise.magnitude import magnitude_layer
 from prunekit.second_order.layerwise.obc import obc_layer
@@ -37,9 +40,15 @@ from prunekit.second_order.layerwise.objective import (
     make_result,
 )
 from prunekit.second_order.layerwise.sparsegpt import sparsegpt_layer
-from prunekit.second_order.layerwise.swaps import best_swaps
+from prunekit.second_order.layerwise.swaps import best_swaps, swaps_workspace_bytes
 
 STARTS = ("sparsegpt", "obc", "magnitude")
+
+
+def joint_workspace_bytes(rows: int, d_in: int) -> int:
+    """Bytes of ``joint_layer``'s largest chunk beyond H and the weights: a backsolve
+    chunk or a swap chunk (they do not overlap)."""
+    return max(backsolve_workspace_bytes(rows, d_in), swaps_workspace_bytes(rows, d_in))
 
 
 def joint_layer(

@@ -27,6 +27,13 @@ from prunekit.second_order.layerwise.objective import (
 CHUNK_BYTES = 2**30
 
 
+def obc_workspace_bytes(rows: int, d_in: int, chunk_bytes: int = CHUNK_BYTES) -> int:
+    """Bytes of one chunk of H⁻¹ copies (float64, r × d_in × d_in with r rows at a time),
+    the bulk of ``obc_layer``'s memory beyond H itself."""
+    per_row = 8 * d_in * d_in
+    return min(rows, max(1, chunk_bytes // max(per_row, 1))) * per_row
+
+
 def obc_layer(
     W: Tensor,
     H: Tensor,
@@ -95,7 +102,7 @@ def obc_layer(
     rest_steps = max(0, steps - n_free)
     rest_inverse = inverse[rest_index][:, rest_index]
     final = weights.clone()
-    rows_per_chunk = max(1, chunk_bytes // (8 * max(len(rest_index), 1) ** 2))
+    rows_per_chunk = max(1, chunk_bytes // (8 * max(len(rest_index), 1) ** 2))  # see above
     for start in range(0, d_out if rest_steps else 0, rows_per_chunk):
         rows = slice(start, min(d_out, start + rows_per_chunk))
         snapshot, room, group_of = None, None, None

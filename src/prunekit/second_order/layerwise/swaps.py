@@ -18,6 +18,14 @@ from prunekit.second_order.layerwise.hessian import robust_cholesky
 CHUNK_BYTES = 256 * 2**20
 
 
+def swaps_workspace_bytes(
+    rows: int, d_in: int, candidates: int = 128, chunk_bytes: int = CHUNK_BYTES
+) -> int:
+    """Bytes of one chunk of ``best_swaps`` at its widest (a row keeping all d_in)."""
+    per_row = 8 * (6 * min(candidates, d_in) + d_in) * d_in
+    return min(rows, max(1, chunk_bytes // per_row)) * per_row
+
+
 def best_swaps(
     w: Tensor,
     w_hat: Tensor,
