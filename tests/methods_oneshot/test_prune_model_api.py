@@ -105,3 +105,22 @@ def test_unknown_parameter_names_are_refused_naming_the_real_ones():
     net = trained_net()
     with pytest.raises(ConfigError, match="no parameter.*fc9.weight.*conv.weight"):
         prune_one_shot(net, ["fc9.weight"], "magnitude", 0.5)
+
+
+def test_a_fisher_too_large_is_refused_before_any_gradient(monkeypatch):
+    # the global second-order methods hold m × d gradients: past the memory they stop
+    # at once with the figure and the way out (a layer-wise method), not in an allocator
+    from prunekit.errors import ResourceError
+    from prunekit.methods.oneshot import evidence, layerwise
+    from prunekit.second_order import fisher as fisher_module
+
+    net, (x, y) = UsersNet(), users_data(1200)
+    d = sum(net.get_parameter(n).numel() for n in prunable_parameters(net))
+    g_bytes = 1000 * d * 4  # G of m = 1,000 float32 gradients: 3.0 MB
+    monkeypatch.setattr(fisher_module, "available_memory_bytes", lambda device="cpu": g_bytes)
+    monkeypatch.setattr(layerwise, "available_memory_bytes", lambda device="cpu": g_bytes)
+    for name in ("per_sample_gradients", "minibatch_gradients"):
+        monkeypatch.setattr(evidence, name, lambda *a, **k: pytest.fail("gradients computed"))
+    with pytest.raises(ResourceError, match=r"m = 1,000 gradients .*layer-wise method"):
+        prune_model(net, "cbs", 0.5, (x, y), fisher=FisherSettings(samples=1000))
+    prune_model(net, "sparsegpt", 0.5, (x, y))  # the layer-wise way still fits

@@ -19,6 +19,7 @@ from prunekit.second_order.cbs_select import (
 from prunekit.second_order.cbs_update import cbs_update, choose_solver
 from prunekit.second_order.fisher import (
     EmpiricalFisher,
+    check_memory,
     chunk_blocks,
     estimate_bytes,
     layer_blocks,
@@ -55,6 +56,7 @@ __all__ = [
     "cbs_update",
     "choose_solver",
     "chunk_blocks",
+    "check_memory",
     "estimate_bytes",
     "gradients_from_batches",
     "l0_solve",

@@ -33,7 +33,9 @@ from prunekit.methods.oneshot.results import OneShotResult
 from prunekit.methods.oneshot.training_loss import weights_loss
 from prunekit.second_order import (
     EmpiricalFisher,
+    check_memory,
     chunk_blocks,
+    estimate_bytes,
     minibatch_gradients,
     one_block,
     per_sample_gradients,
@@ -175,6 +177,7 @@ def estimate_fisher(
     # process gathers all of them: G (m·d numbers) is what CBS, OBS and the L0 solver
     # read, so it is gathered rather than only the m×m Gram GGᵀ
     m = len(x) // settings.batch_size
+    check_fisher_fits(model, names, m, settings, x.device)
     start, end = shard_bounds(m)
     rows = slice(start * settings.batch_size, end * settings.batch_size)
     if settings.batch_size == 1:
@@ -186,6 +189,35 @@ def estimate_fisher(
     fisher = EmpiricalFisher(grads, settings.damp, blocks, dtype=settings.torch_dtype)
     gradient = fisher.grads.mean(0) if settings.first_order else None
     return FisherEstimate(fisher, gradient, grads.shape[0], time.perf_counter() - started)
+
+
+def check_fisher_fits(
+    model: nn.Module,
+    names: Sequence[str],
+    m: int,
+    settings: FisherSettings,
+    device: torch.device,
+) -> None:
+    """Refuse, before any gradient is computed, a Fisher whose m × d gradients and
+    factors would not fit: ResourceError with the figure and what to do instead."""
+    sizes = layer_sizes(model, names)
+    d = sum(sizes)
+    grad_itemsize = model.get_parameter(names[0]).element_size() if names else 4
+    blocks = fisher_blocks(settings.blocks, sizes)
+    converts = grad_itemsize != torch.empty((), dtype=settings.torch_dtype).element_size()
+    needed = m * d * grad_itemsize + estimate_bytes(
+        blocks, m, settings.torch_dtype, include_grads=converts
+    )
+    check_memory(
+        needed,
+        None,
+        device,
+        f"the empirical Fisher of {d:,} weights from m = {m:,} gradients (G alone is "
+        f"{m * d * grad_itemsize / 2**30:,.1f} GiB)",
+        "use fewer gradient samples (--fisher-samples), or a layer-wise method "
+        "(sparsegpt, obc, lw_l0, lw_magnitude), which never forms G: its memory is the "
+        "largest layer's Hessian",
+    )
 
 
 def init_scorer(
