@@ -2,7 +2,9 @@
 
 A pruned layer is a Linear or a Conv2d, cut into *blocks* that share one input
 Hessian H = 2XXᵀ/N: a Linear is one block (its inputs are the rows of its input with
-the leading dimensions flattened: ``(B, T, D)`` gives B·T rows of D); a Conv2d of g
+the leading dimensions flattened: ``(B, T, D)`` gives B·T rows of D); the projections of
+an ``nn.MultiheadAttention`` read theirs from the attention's call (the packed q/k/v
+input projection is three blocks; see :mod:`.attention_inputs`); a Conv2d of g
 groups is g blocks, block j holding the weight rows of output channels
 ``[j·out/g, (j+1)·out/g)`` (``weight[o].reshape(-1)``, length c_in/g·k_h·k_w) and the
 unfolded input patches of its input channels (``torch.nn.functional.unfold`` with the
@@ -38,18 +40,32 @@ from torch import Tensor, nn
 from torch.nn.modules import module as _module_hooks
 
 from prunekit.errors import ConfigError
+from prunekit.methods.oneshot.attention_inputs import (
+    OUT_PROJECTION,
+    attention_parameter,
+    block_shape,
+    projection_inputs,
+)
+from prunekit.methods.oneshot.attention_inputs import rows_per_sample as attention_rows_per_sample
 
 
 @dataclass
 class PrunedLayer:
-    """One pruned parameter (``name``) of a Linear or Conv2d ``module``: ``groups``
-    blocks of ``rows`` weight rows over ``d_in`` inputs each."""
+    """One pruned parameter ``name``, ``module``'s ``attribute``: ``groups`` blocks of
+    ``rows`` weight rows over ``d_in`` inputs each, fed by the calls of ``module`` (a
+    Linear or Conv2d and its ``weight``, or an ``nn.MultiheadAttention`` and one of its
+    projections: ``in_proj_weight``, ``q/k/v_proj_weight``, ``out_proj.weight``)."""
 
     name: str
     module: nn.Module
     groups: int
     rows: int
     d_in: int
+    attribute: str = "weight"
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.module.get_parameter(self.attribute)
 
     @property
     def size(self) -> int:
@@ -59,12 +75,19 @@ class PrunedLayer:
     def block_sizes(self) -> list[int]:
         return [self.rows * self.d_in] * self.groups
 
+    @property
+    def reads_within_call(self) -> bool:
+        """Whether the inputs are computed inside the call from other parameters of the
+        module (an attention's ``out_proj``: calibrated after its input projection)."""
+        return self.attribute == OUT_PROJECTION
+
     def weight_blocks(self, weight: Tensor) -> Tensor:
         """``weight`` (or any tensor of its shape) as ``(groups, rows, d_in)``."""
         return weight.reshape(self.groups, self.rows, self.d_in)
 
     def input_blocks(self, x: Tensor) -> list[Tensor]:
-        """The inputs of each block, ``(n, d_in)``, from the layer's input ``x``."""
+        """The inputs of each block, ``(n, d_in)``, from a Linear's or Conv2d's input
+        ``x``."""
         module = self.module
         if isinstance(module, nn.Linear):
             return [x.reshape(-1, self.d_in)]
@@ -72,8 +95,19 @@ class PrunedLayer:
         rows = patches.transpose(1, 2).reshape(-1, patches.shape[1])
         return list(rows.split(self.d_in, dim=1))
 
-    def rows_per_sample(self, x: Tensor) -> int:
-        """Input rows (N) one sample of ``x`` gives each block."""
+    def call_blocks(self, args: tuple, kwargs: dict) -> list[Tensor]:
+        """The inputs of each block, ``(n, d_in)``, in one call ``module(*args, **kwargs)``."""
+        if isinstance(self.module, nn.MultiheadAttention):
+            return projection_inputs(self.module, self.attribute, args, kwargs, self.name)
+        return self.input_blocks(_first_input(args, kwargs).detach())
+
+    def rows_per_sample(self, args: tuple, kwargs: dict) -> int:
+        """Input rows (N) one sample of the call's input gives each block."""
+        if isinstance(self.module, nn.MultiheadAttention):
+            return attention_rows_per_sample(
+                self.module, self.attribute, args, kwargs, self.name
+            )
+        x = _first_input(args, kwargs)
         if isinstance(self.module, nn.Linear):
             return max(1, x.numel() // (self.d_in * x.shape[0])) if x.dim() > 1 else 1
         return _unfold(self.module, x[:1]).shape[-1]
@@ -94,14 +128,19 @@ def _unfold(conv: nn.Conv2d, x: Tensor) -> Tensor:
 
 
 def pruned_layer(model: nn.Module, name: str) -> PrunedLayer:
-    """The :class:`PrunedLayer` of parameter ``name`` (a Linear's or Conv2d's weight);
-    ConfigError for any other parameter."""
+    """The :class:`PrunedLayer` of parameter ``name`` (a Linear's or Conv2d's weight, or
+    a projection of an ``nn.MultiheadAttention``); ConfigError for any other parameter."""
+    attention = attention_parameter(model, name)
+    if attention is not None:
+        module, attribute = attention
+        return PrunedLayer(name, module, *block_shape(module, attribute), attribute=attribute)
     module_name, _, attribute = name.rpartition(".")
     module = model.get_submodule(module_name) if module_name else model
     if attribute != "weight" or not isinstance(module, nn.Linear | nn.Conv2d):
         raise ConfigError(
-            f"layer-wise pruning handles the weights of Linear and Conv2d layers; {name} is "
-            f"the {attribute!r} of a {type(module).__name__}: leave it out of the names"
+            f"layer-wise pruning handles the weights of Linear and Conv2d layers and the "
+            f"projections of nn.MultiheadAttention; {name} is the {attribute!r} of a "
+            f"{type(module).__name__}: leave it out of the names"
         )
     if isinstance(module, nn.Linear):
         return PrunedLayer(name, module, 1, module.out_features, module.in_features)
@@ -142,12 +181,14 @@ def forward_plan(model: nn.Module, layers: Sequence[PrunedLayer], batch: Tensor)
         def hook(_module, args, kwargs):
             if calls[layer.name] == 0:
                 order.append(layer.name)
-                rows[layer.name] = layer.rows_per_sample(_first_input(args, kwargs))
+                rows[layer.name] = layer.rows_per_sample(args, kwargs)
             calls[layer.name] += 1
 
         return hook
 
-    for layer in layers:
+    # hooks of one module run in registration order: an attention's out_proj comes after
+    # its input projection, whose pruning changes out_proj's inputs
+    for layer in sorted(layers, key=lambda x: x.reads_within_call):
         handles.append(layer.module.register_forward_pre_hook(hook_for(layer), with_kwargs=True))
     try:
         with torch.no_grad():
@@ -178,8 +219,7 @@ def accumulate_inputs(
 
     def hook(_module, args, kwargs):
         nonlocal seen
-        x = _first_input(args, kwargs).detach()
-        for accumulator, block in zip(accumulators, layer.input_blocks(x), strict=True):
+        for accumulator, block in zip(accumulators, layer.call_blocks(args, kwargs), strict=True):
             accumulator.add_batch(block)
         seen += 1
         if seen == calls:
@@ -297,13 +337,14 @@ class ForwardCache:
             or any(not n.args for n in placeholders[1:])
         ):
             return None
-        names = {id(layer.module): layer.name for layer in plan.layers}
+        names: dict[int, list[str]] = {}  # an attention module feeds several layers
+        for layer in plan.layers:
+            names.setdefault(id(layer.module), []).append(layer.name)
         positions: dict[str, int] = {}
         for i, node in enumerate(nodes):
             if node.op != "call_module":
                 continue
-            name = names.get(id(model.get_submodule(node.target)))
-            if name is not None:
+            for name in names.get(id(model.get_submodule(node.target)), []):
                 if name in positions:
                     return None
                 positions[name] = i
@@ -330,10 +371,11 @@ class ForwardCache:
                 return False
             self._interpreter.env = state
             try:
-                x = _first_input(*self._interpreter.fetch_args_kwargs_from_env(node)).detach()
+                args, kwargs = self._interpreter.fetch_args_kwargs_from_env(node)
             finally:
                 self._interpreter.env = {}
-            for accumulator, block in zip(accumulators, layer.input_blocks(x), strict=True):
+            blocks = layer.call_blocks(args, kwargs)
+            for accumulator, block in zip(accumulators, blocks, strict=True):
                 accumulator.add_batch(block)
         self._position = target
         return True

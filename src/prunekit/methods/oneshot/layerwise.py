@@ -618,7 +618,7 @@ def _pattern_counts(
     n, m = nm
     counts = {}
     for layer in layers:
-        shape = tuple(layer.module.weight.shape)
+        shape = tuple(layer.weight.shape)
         if nm_patterned(shape, m):
             part = fixed.get(layer.name)
             if part is not None and int(part.reshape(-1, m).sum(1).max()) > m - n:
@@ -650,7 +650,7 @@ def _hessians(
     settings: LayerwiseSettings,
     cache: ForwardCache | None = None,
 ) -> list[HessianAccumulator]:
-    device = layer.module.weight.device
+    device = layer.weight.device
     accumulators = [
         HessianAccumulator(layer.d_in, dtype=settings.torch_dtype, device=device)
         for _ in range(layer.groups)
@@ -674,7 +674,7 @@ def _global_counts(
     scores = []
     for layer in plan.layers:
         accumulators = _hessians(model, layer, plan, batches, settings, cache)
-        blocks = layer.weight_blocks(layer.module.weight.detach())
+        blocks = layer.weight_blocks(layer.weight.detach())
         part = torch.stack(
             [
                 layer_saliency(w, acc.hessian, settings.damp).to("cpu", torch.float64)
@@ -748,7 +748,7 @@ def _prune_layer(
 ) -> tuple[LayerReport, Tensor]:
     """Calibrate ``layer`` on the current (partly pruned) model, prune each of its blocks
     to its count, and write the new weights into the model."""
-    weight = layer.module.weight
+    weight = layer.weight
     if not any(counts):  # nothing to remove (a layer an N:M pattern leaves dense)
         keep = torch.ones(weight.shape, dtype=torch.bool)
         report = LayerReport(layer.name, 0, layer.size, layer.groups, 0.0, 0.0, 0, 0.0, 0.0)
