@@ -1,8 +1,11 @@
 """Which parameters of a model are prunable.
 
 By default the ``weight`` of every ``nn.Conv*d`` and ``nn.Linear`` layer is prunable,
-the final classifier included. Biases and normalisation layers are never prunable
-unless a user pattern names them explicitly.
+the final classifier included, and so are the input projections of every
+``nn.MultiheadAttention`` (``in_proj_weight``, or ``q/k/v_proj_weight`` when kdim or vdim
+differ; its ``out_proj`` is a Linear): they are Linear maps held as raw parameters.
+Biases and normalisation layers are never prunable unless a user pattern names them
+explicitly.
 """
 
 from __future__ import annotations
@@ -20,6 +23,16 @@ DEFAULT_PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Conv2d,
     nn.Conv3d,
 )
+
+
+_INPUT_PROJECTIONS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+
+
+def _projects_like_linear(
+    module: nn.Module, types: tuple[type, ...], excluded: tuple[type, ...]
+) -> bool:
+    linear = any(issubclass(nn.Linear, t) for t in types) or isinstance(module, types)
+    return linear and not isinstance(module, excluded) and nn.Linear not in excluded
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -50,8 +63,10 @@ def prunable_parameters(
 
     A parameter is prunable when it is the ``weight`` of a module whose type is in
     ``module_types`` (default: Linear and Conv layers) and not in
-    ``exclude_module_types``, or when its name matches an ``include`` glob pattern
-    (e.g. ``"features.*.weight"``); names matching an ``exclude`` pattern are removed.
+    ``exclude_module_types`` (an ``nn.MultiheadAttention``'s input projections count as
+    Linear weights, unless its own type is excluded), or when its name matches an
+    ``include`` glob pattern (e.g. ``"features.*.weight"``); names matching an
+    ``exclude`` pattern are removed.
     ``keep_classifier_dense`` excludes the last Linear layer, ``keep_first_layer_dense``
     the first prunable layer (the CBS paper's ResNet20 setting keeps both dense).
     """
@@ -65,6 +80,14 @@ def prunable_parameters(
             if isinstance(weight, nn.Parameter):
                 name = f"{module_name}.weight" if module_name else "weight"
                 chosen[name] = weight
+        if isinstance(module, nn.MultiheadAttention) and _projects_like_linear(
+            module, types, excluded_types
+        ):
+            prefix = f"{module_name}." if module_name else ""
+            for attribute in _INPUT_PROJECTIONS:
+                weight = getattr(module, attribute, None)
+                if isinstance(weight, nn.Parameter):
+                    chosen[prefix + attribute] = weight
     if include:
         for name, param in params.items():
             if _matches(name, include):
