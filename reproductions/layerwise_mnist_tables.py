@@ -7,6 +7,8 @@ validation top-1 per sparsity, seconds and memory; plus the records as JSON line
 
 Process RSS is read from ``/usr/bin/time -v`` files named MODEL_ALLOCATION_METHOD.time
 in --time-dir, when given (one ``prunekit prune`` call per model, allocation, method).
+Runs under a ``global_unfloored`` folder (the global allocation before its per-layer
+floor) are rows of their own, "global, no floor" (time files MODEL_global_unfloored_METHOD).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ def row_name(record: dict) -> tuple[str, str]:
     method = record["method"]
     if method == "magnitude":
         return method, "global (one ranking)"
-    return method, record.get("allocation", "uniform")
+    allocation = record.get("allocation", "uniform")
+    if record.get("_unfloored"):  # run before the per-layer floor (min_layer_density 0)
+        return method, f"{allocation}, no floor"
+    return method, allocation
 
 
 def cell(values: list[float]) -> str:
@@ -40,7 +45,7 @@ def cell(values: list[float]) -> str:
 def rss_mib(time_dir: Path | None, model: str, allocation: str, method: str) -> str:
     if time_dir is None:
         return ""
-    alloc = "uniform" if method == "magnitude" else allocation
+    alloc = "uniform" if method == "magnitude" else allocation.replace(", no floor", "_unfloored")
     path = time_dir / f"{model}_{alloc}_{method}.time"
     if not path.exists():
         return ""
@@ -54,7 +59,12 @@ def main() -> None:
     parser.add_argument("--jsonl", type=Path)
     parser.add_argument("--time-dir", type=Path)
     args = parser.parse_args()
-    records = [json.loads(p.read_text()) for p in sorted(args.run_dir.rglob("result.json"))]
+    records = []
+    for path in sorted(args.run_dir.rglob("result.json")):
+        record = json.loads(path.read_text())
+        if "global_unfloored" in path.parts:
+            record["_unfloored"] = True
+        records.append(record)
     records.sort(key=lambda r: (r["model"], r["method"], r.get("allocation", ""),
                                 r["sparsity"], r["seed"]))
     if args.jsonl:
