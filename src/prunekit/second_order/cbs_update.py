@@ -171,11 +171,17 @@ def _solve_blocks(
     return delta
 
 
-def column_gram(g: Tensor, columns: Tensor, chunk: int = 4096) -> Tensor:
+def column_gram(g: Tensor, columns: Tensor, chunk: int = 4096, row_block: int = 1024) -> Tensor:
     """G_C G_Cᵀ (m×m) for the columns C of ``g``, copying at most ``chunk`` of them at a
-    time (G_C itself would be as large as G)."""
-    kernel = torch.zeros(g.shape[0], g.shape[0], dtype=g.dtype, device=g.device)
+    time (G_C itself would be as large as G). Only the lower block triangle is
+    multiplied (row blocks of ``row_block``), then mirrored: about half the flops of
+    the full product."""
+    m = g.shape[0]
+    kernel = torch.zeros(m, m, dtype=g.dtype, device=g.device)
     for lo in range(0, len(columns), chunk):
         piece = g[:, columns[lo : lo + chunk]]
-        kernel.addmm_(piece, piece.T)
-    return kernel
+        for top in range(0, m, row_block):
+            bottom = min(m, top + row_block)
+            kernel[top:bottom, :bottom].addmm_(piece[top:bottom], piece[:bottom].T)
+    upper = torch.triu(kernel.T, diagonal=1)  # the strict lower triangle, mirrored
+    return kernel.tril_().add_(upper)

@@ -204,7 +204,7 @@ class EmpiricalFisher:
             raise ConfigError("need at least one gradient sample")
         if not math.isfinite(float(damp)):
             raise ConfigError(f"the dampening must be finite, got {damp}")
-        if check_finite and grads.is_floating_point() and not bool(torch.isfinite(grads).all()):
+        if check_finite and grads.is_floating_point() and not all_finite(grads):
             raise NonFiniteError(
                 f"Fisher: {int((~torch.isfinite(grads)).sum())} gradient entries are NaN/Inf; "
                 "the model's weights or the samples are not finite (check them first)"
@@ -443,6 +443,15 @@ class EmpiricalFisher:
     def _check_vector(self, v: Tensor) -> None:
         if v.dim() not in (1, 2) or v.shape[0] != self.dim:
             raise ConfigError(f"expected a vector of length {self.dim}, got {tuple(v.shape)}")
+
+
+def all_finite(values: Tensor) -> bool:
+    """Whether every entry is finite: one min/max pass (NaN propagates into both, ±Inf
+    shows in one), without the bool copy ``isfinite(values).all()`` makes."""
+    if values.numel() == 0:
+        return True
+    low, high = torch.aminmax(values)
+    return bool(torch.isfinite(low)) and bool(torch.isfinite(high))
 
 
 def cholesky_or_raise(matrix: Tensor, name: str) -> Tensor:
