@@ -183,5 +183,7 @@ def column_gram(g: Tensor, columns: Tensor, chunk: int = 4096, row_block: int = 
         for top in range(0, m, row_block):
             bottom = min(m, top + row_block)
             kernel[top:bottom, :bottom].addmm_(piece[top:bottom], piece[:bottom].T)
-    upper = torch.triu(kernel.T, diagonal=1)  # the strict lower triangle, mirrored
-    return kernel.tril_().add_(upper)
+    for top in range(0, m, row_block):  # mirror the blocks below the diagonal blocks
+        bottom = min(m, top + row_block)
+        kernel[top:bottom, bottom:].copy_(kernel[bottom:, top:bottom].T)
+    return kernel

@@ -96,9 +96,10 @@ def prune_model(
     (``fisher``: m, batch size, dampening, blocks; default m = min(1000, n)) and the
     samples of the real training loss (``loss_samples``, default min(10000, n)).
     ``names`` default to :func:`prunekit.masks.prunable_parameters` (the weight of every
-    Conv and Linear layer and nn.MultiheadAttention's input projections). The model is left unchanged unless ``apply=True``, which
-    writes the new weights (removed ones exactly zero) into it. ``pattern="2:4"`` asks
-    for an N:M semi-structured mask instead of ``sparsity`` (give None). With
+    Conv and Linear layer and nn.MultiheadAttention's input projections). The model is
+    left unchanged unless ``apply=True``, which writes the new weights (removed ones
+    exactly zero) into it. ``pattern="2:4"`` asks for an N:M semi-structured mask
+    instead of ``sparsity`` (give None). With
     ``reclaim_dead`` (the default) kept weights on no input-to-output path are exchanged
     for removed ones on a path (``result.record.dead_weights_*``). Layer-wise methods
     (``sparsegpt``, ``obc``, ``lw_l0``, ``lw_magnitude``) form no Fisher: they prune
