@@ -254,8 +254,11 @@ class EmpiricalFisher:
         cached = self._restricted
         if cached is not None and torch.equal(cached[0], keep):
             return cached[1]  # the selection and the update of a stage share one copy
+        # held as the transpose of a contiguous (|K|, m) array: a weight's gradients are
+        # then one contiguous row (CBS's swap search reads them so, without a copy of
+        # its own) and a column subset of G_K is a cheap row gather (the Gram)
         sub = EmpiricalFisher(
-            self.grads[:, keep],
+            self.grads[:, keep].T.contiguous().T,
             self.damp,
             self._restricted_blocks(keep),
             dtype=self.dtype,
