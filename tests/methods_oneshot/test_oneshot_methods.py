@@ -210,3 +210,27 @@ def test_l0_obs_start_uses_the_fisher_restricted_to_the_alive_weights(first_orde
     assert torch.equal(
         magnitude.nonzero().flatten(), torch.sort(w[alive].abs()).indices[:k].sort().values
     )
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_l0_hands_its_backsolve_to_cbs_u_instead_of_solving_again(first_order, monkeypatch):
+    # the L0 solver ends on the exact minimiser for its support: the update applies that
+    # step (cbs_update is never called) and it equals CBS-U solved afresh on the mask
+    from prunekit.methods.oneshot import L0Settings
+    from prunekit.methods.oneshot import cbs as cbs_module
+    from prunekit.second_order.cbs_update import cbs_update
+
+    model, names, x, y, grads = tiny_problem(seed=1, m=40)
+    w = flatten_weights(model, names)
+    gradient = grads.mean(0) if first_order else None
+    fisher = EmpiricalFisher(grads, 1e-2, dtype=torch.float64)
+    monkeypatch.setattr(cbs_module, "cbs_update", lambda *a, **k: pytest.fail("solved again"))
+    result = prune_one_shot(
+        model, names, "l0", 0.6, fisher=fisher, gradient=gradient,
+        training_loss=training_loss(model, names, x, y), settings=[L0Settings(max_swap_rounds=3)],
+    )  # fmt: skip
+    removed = ~torch.cat([result.mask[n].reshape(-1) for n in names])
+    fresh = cbs_update(w, fisher, removed, gradient=gradient)
+    new_w = torch.cat([result.weights[n].reshape(-1) for n in names])
+    torch.testing.assert_close(new_w, fresh.weights, rtol=1e-7, atol=1e-10)
+    assert result.record.predicted_loss_change == pytest.approx(fresh.loss_change, rel=1e-6)

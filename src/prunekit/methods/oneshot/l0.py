@@ -6,7 +6,8 @@ Selection ``l0``: iterative hard thresholding on the factored Fisher from warm s
 (``second_order.l0_solve``). Earlier removals (``fixed_removed``) stay removed: the
 solve runs on the weights still alive. Preset
 ``l0`` = ``l0+cbs_u``: the exact update on the chosen support, which is the solver's own
-backsolve (so the returned weights are the solver's).
+backsolve: the selection hands it over (``Selection.exact_step``) and CBS-U applies it
+without solving again.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
     )
     removed = ~alive
     removed[alive] = result.removed
+    step = torch.zeros_like(w)  # earlier removals are zero and stay there
+    step[alive] = result.weights.to(w) - w_alive
     history = [
         SearchPass(i, step.objective, None, 1 if step.phase == "swap" else 0)
         for i, step in enumerate(result.history)
@@ -101,7 +104,7 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
         scored_with_update=True,
         history=history,
     )
-    return Selection(removed.cpu(), report)
+    return Selection(removed.cpu(), report, exact_step=step.cpu())
 
 
 def alive_start(

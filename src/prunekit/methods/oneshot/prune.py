@@ -24,6 +24,7 @@ from prunekit.methods.oneshot.problem import OneShotProblem
 from prunekit.methods.oneshot.reclaim import reclaim_dead_weights
 from prunekit.methods.oneshot.registry import get_method, settings_for
 from prunekit.methods.oneshot.results import OneShotRecord, OneShotResult
+from prunekit.methods.oneshot.update import apply_correction, local_model_change
 from prunekit.second_order import EmpiricalFisher
 from prunekit.utils.types import WeightsLoss
 
@@ -149,7 +150,20 @@ def prune_one_shot(
         if int(removed.sum()) != problem.k:
             raise PrunekitError("internal error: reclaiming dead weights changed the count")
     started = time.perf_counter()
-    updated = update(removed)
+    if (
+        selection.exact_step is not None
+        and spec.update.name == "cbs_u"
+        and torch.equal(removed, selection.removed.cpu())
+    ):  # the selection solved CBS-U's problem already (the L0 solver's backsolve)
+        updated = apply_correction(
+            problem,
+            removed,
+            selection.exact_step,
+            lambda change: local_model_change(problem, change),
+            update_settings,
+        )
+    else:
+        updated = update(removed)
     update_seconds = time.perf_counter() - started
     search = selection.search
     record = OneShotRecord(

@@ -32,10 +32,16 @@ class SearchReport:
 
 @dataclass
 class Selection:
-    """A removal set (flat bool vector, True = removed) and how it was found."""
+    """A removal set (flat bool vector, True = removed) and how it was found.
+
+    ``exact_step``: when the selection has already solved the exact update of the local
+    model for ``removed`` (δ minimising ḡᵀδ + ½δᵀFδ with δ_Q = −w̄_Q, earlier removals
+    held at 0, what ``cbs_u`` computes), that δ; the ``cbs_u`` update then applies it
+    instead of solving again (unless the removal set changed after the selection)."""
 
     removed: Tensor
     search: SearchReport | None = None
+    exact_step: Tensor | None = None
 
 
 @dataclass
