@@ -160,10 +160,12 @@ def test_woodfisher_holds_settled_weights_and_works_on_the_others(first_order):
 
 @pytest.mark.parametrize("chunk,row_block", [(4096, 1024), (17, 5), (40, 64), (7, 1)])
 def test_column_gram_equals_the_full_product_and_is_symmetric(chunk, row_block):
-    from prunekit.second_order.cbs_update import column_gram
+    from prunekit.second_order.fisher import column_gram
 
     g = torch.randn(61, 150, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     columns = torch.randperm(150, generator=torch.Generator().manual_seed(2))[:97]
     kernel = column_gram(g, columns, chunk=chunk, row_block=row_block)
     torch.testing.assert_close(kernel, g[:, columns] @ g[:, columns].T, rtol=1e-12, atol=1e-10)
     assert torch.equal(kernel, kernel.T)
+    every = column_gram(g, None, chunk=chunk, row_block=row_block)
+    torch.testing.assert_close(every, g @ g.T, rtol=1e-12, atol=1e-10)

@@ -35,7 +35,12 @@ import torch
 from torch import Tensor
 
 from prunekit.errors import ConfigError
-from prunekit.second_order.fisher import EmpiricalFisher, check_memory, cholesky_or_raise
+from prunekit.second_order.fisher import (
+    EmpiricalFisher,
+    check_memory,
+    cholesky_or_raise,
+    column_gram,
+)
 from prunekit.second_order.local_model import check_gradient, local_change, solve_without_settled
 from prunekit.second_order.obs import WeightUpdate, _check_mask
 
@@ -169,21 +174,3 @@ def _solve_blocks(
                     solved = torch.cholesky_solve(rhs, factor)[:, 0]
                     block_delta[r] = (g.T @ solved)[r] - scaled[r]
     return delta
-
-
-def column_gram(g: Tensor, columns: Tensor, chunk: int = 4096, row_block: int = 1024) -> Tensor:
-    """G_C G_Cᵀ (m×m) for the columns C of ``g``, copying at most ``chunk`` of them at a
-    time (G_C itself would be as large as G). Only the lower block triangle is
-    multiplied (row blocks of ``row_block``), then mirrored: about half the flops of
-    the full product."""
-    m = g.shape[0]
-    kernel = torch.zeros(m, m, dtype=g.dtype, device=g.device)
-    for lo in range(0, len(columns), chunk):
-        piece = g[:, columns[lo : lo + chunk]]
-        for top in range(0, m, row_block):
-            bottom = min(m, top + row_block)
-            kernel[top:bottom, :bottom].addmm_(piece[top:bottom], piece[:bottom].T)
-    for top in range(0, m, row_block):  # mirror the blocks below the diagonal blocks
-        bottom = min(m, top + row_block)
-        kernel[top:bottom, bottom:].copy_(kernel[bottom:, top:bottom].T)
-    return kernel

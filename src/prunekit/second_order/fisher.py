@@ -313,7 +313,7 @@ class EmpiricalFisher:
             g = self.block_grads(b)
             m = self.num_samples
             if self.methods[b] == "woodbury":
-                kernel = g @ g.T
+                kernel = column_gram(g)
                 kernel.diagonal().add_(m * self.damp)
                 factor = cholesky_or_raise(kernel, "mλI + GGᵀ")
             else:
@@ -455,6 +455,27 @@ def all_finite(values: Tensor) -> bool:
         return True
     low, high = torch.aminmax(values)
     return bool(torch.isfinite(low)) and bool(torch.isfinite(high))
+
+
+def column_gram(
+    g: Tensor, columns: Tensor | None = None, chunk: int = 4096, row_block: int = 1024
+) -> Tensor:
+    """G_C G_Cᵀ (m×m) for the columns C of ``g`` (None: all of them), copying at most
+    ``chunk`` of them at a time (G_C itself would be as large as G). Only the lower
+    block triangle is multiplied (row blocks of ``row_block``), then mirrored: about
+    half the flops of the full product."""
+    m = g.shape[0]
+    kernel = torch.zeros(m, m, dtype=g.dtype, device=g.device)
+    count = g.shape[1] if columns is None else len(columns)
+    for lo in range(0, count, chunk):
+        piece = g[:, lo : lo + chunk] if columns is None else g[:, columns[lo : lo + chunk]]
+        for top in range(0, m, row_block):
+            bottom = min(m, top + row_block)
+            kernel[top:bottom, :bottom].addmm_(piece[top:bottom], piece[:bottom].T)
+    for top in range(0, m, row_block):  # mirror the blocks below the diagonal blocks
+        bottom = min(m, top + row_block)
+        kernel[top:bottom, bottom:].copy_(kernel[bottom:, top:bottom].T)
+    return kernel
 
 
 def cholesky_or_raise(matrix: Tensor, name: str) -> Tensor:

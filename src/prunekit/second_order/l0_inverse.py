@@ -24,8 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from prunekit.second_order.cbs_update import column_gram
-from prunekit.second_order.fisher import cholesky_or_raise
+from prunekit.second_order.fisher import cholesky_or_raise, column_gram
 
 EXPLICIT_REBUILD_EVERY = 32  # exact updates between two rebuilds (rounding drift)
 
