@@ -91,3 +91,33 @@ def test_transposed_restriction_is_the_same_fisher_and_the_solver_makes_no_secon
     w = torch.randn(int(keep.sum()), generator=generator, dtype=torch.float64)
     model = FactoredLocalModel(w, transposed, None)
     assert model.grads_t.data_ptr() == transposed.grads.data_ptr()
+
+
+def test_kernel_form_from_a_factor_computed_elsewhere_is_exact_and_rebases_without_it():
+    # the Fisher's own Woodbury factor of the whole block seeds the inverse: no Gram is
+    # formed for it; a later change past max_rank refactors from scratch (no kernel kept)
+    from prunekit.second_order import EmpiricalFisher, l0_inverse
+
+    generator = torch.Generator().manual_seed(2)
+    g = torch.randn(6, 50, generator=generator, dtype=torch.float64)
+    fisher = EmpiricalFisher(g, 0.1, dtype=torch.float64, method="woodbury")
+    factor = fisher.block_factor(0)
+    calls = []
+    real_gram = l0_inverse.column_gram
+    l0_inverse.column_gram = lambda *a, **k: calls.append(1) or real_gram(*a, **k)
+    try:
+        inverse = KernelInverse.from_factor(g, factor, 0.1)
+        check(inverse, g, torch.ones(50, dtype=torch.bool), 0.1)
+        kept = torch.ones(50, dtype=torch.bool)
+        kept[[3, 17]] = False
+        inverse = inverse.updated(kept)  # Woodbury on the given factor
+        assert inverse.factor is factor and not calls
+        check(inverse, g, kept, 0.1)
+        inverse.max_rank = 2
+        kept = kept.clone()
+        kept[20:30] = False
+        inverse = inverse.updated(kept)  # past the rank: refactored, one Gram
+        assert inverse.factor is not factor and calls == [1]
+        check(inverse, g, kept, 0.1)
+    finally:
+        l0_inverse.column_gram = real_gram

@@ -175,3 +175,28 @@ def test_bad_arguments_are_config_errors():
         l0_solve(w, fisher, 6, start=[])
     with pytest.raises(ConfigError, match="mean gradient"):
         l0_solve(w, fisher, 6, gradient=gradient[:3])
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_l0_from_the_fishers_own_factor_finds_the_same_solution(first_order):
+    # seeding the backsolves with the Woodbury factor of the whole block (what the OBS
+    # start computed) changes the algebra's route, not the result
+    from prunekit.second_order import EmpiricalFisher, l0_solve
+
+    generator = torch.Generator().manual_seed(5)
+    m, d, k = 12, 60, 40
+    g = torch.randn(m, d, generator=generator, dtype=torch.float64)
+    w = torch.randn(d, generator=generator, dtype=torch.float64)
+    gradient = g.mean(0) if first_order else None
+    fisher = EmpiricalFisher(g, 0.05, dtype=torch.float64, method="woodbury")
+    start = torch.zeros(d, dtype=torch.bool)
+    start[torch.sort(w.abs()).indices[:k]] = True
+    plain = l0_solve(w, fisher, k, gradient=gradient, start=start, max_swap_rounds=10)
+    factors = {0: fisher.block_factor(0)}
+    seeded = l0_solve(
+        w, fisher, k, gradient=gradient, start=start, max_swap_rounds=10, base_factors=factors
+    )
+    assert not factors  # consumed
+    assert torch.equal(seeded.removed, plain.removed)
+    torch.testing.assert_close(seeded.weights, plain.weights, rtol=1e-9, atol=1e-11)
+    assert seeded.objective == pytest.approx(plain.objective, rel=1e-9)

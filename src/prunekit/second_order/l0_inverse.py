@@ -117,6 +117,19 @@ class KernelInverse:
         self.g, self.damp, self.m, self.max_rank = g_block, damp, g_block.shape[0], max_rank
         self._set_base(kept_mask, None)
 
+    @classmethod
+    def from_factor(cls, g_block: Tensor, factor: Tensor, damp: float) -> KernelInverse:
+        """The inverse for every column of ``g_block`` kept, from ``factor``, the lower
+        Cholesky factor of mλI + GGᵀ computed elsewhere (the Fisher's own Woodbury
+        factor): no Gram is formed. Its kernel is not kept; a later rebase forms one."""
+        out = cls.__new__(cls)
+        out.g, out.damp, out.m = g_block, damp, g_block.shape[0]
+        out.max_rank = kernel_max_rank(out.m)
+        every = torch.ones(g_block.shape[1], dtype=torch.bool, device=g_block.device)
+        out.base_mask, out.base_kernel, out.factor = every, None, factor
+        out._set_mask(every, None)
+        return out
+
     def _set_base(self, kept_mask: Tensor, kernel: Tensor | None) -> None:
         if kernel is None:
             kernel = column_gram(self.g, kept_mask.nonzero().flatten())
@@ -144,7 +157,7 @@ class KernelInverse:
             [w.new_ones(len(joins)), -w.new_ones(len(leaves))]
         )
         if rank > self.max_rank:
-            if rank < int(kept_mask.sum()):
+            if self.base_kernel is not None and rank < int(kept_mask.sum()):
                 kernel = self.base_kernel + (w * signs) @ w.T
             else:
                 kernel = None
@@ -221,7 +234,13 @@ def kept_inverse(
         return previous.updated(kept_mask)
     if explicit:
         return ExplicitInverse(g_block, kept_mask.nonzero().flatten(), damp)
-    return KernelInverse(g_block, kept_mask, damp, max_rank=max(64, min(2048, m // 4)))
+    return KernelInverse(g_block, kept_mask, damp, max_rank=kernel_max_rank(m))
+
+
+def kernel_max_rank(m: int) -> int:
+    """Columns a kernel-form inverse may differ from its factored base by before it is
+    refactored: Woodbury costs O(m²·r) once, a refactor O(m³/3)."""
+    return max(64, min(2048, m // 4))
 
 
 def KeptInverse(g_kept: Tensor, damp: float) -> ExplicitInverse | KernelInverse:  # noqa: N802

@@ -26,7 +26,13 @@ __all__ = ["FactoredLocalModel", "KeptInverse", "ExplicitInverse", "KernelInvers
 class FactoredLocalModel:
     """φ, ∇φ and the backsolve for weights w̄, a Fisher and a mean gradient ḡ (None: 0)."""
 
-    def __init__(self, w_bar: Tensor, fisher: EmpiricalFisher, gradient: Tensor | None) -> None:
+    def __init__(
+        self,
+        w_bar: Tensor,
+        fisher: EmpiricalFisher,
+        gradient: Tensor | None,
+        base_factors: dict[int, Tensor] | None = None,
+    ) -> None:
         self.fisher, self.w_bar = fisher, w_bar
         self.blocks, self.damp, self.m = fisher.blocks, fisher.damp, fisher.num_samples
         self.gradient = torch.zeros_like(w_bar) if gradient is None else gradient
@@ -35,7 +41,15 @@ class FactoredLocalModel:
         self.fisher_diagonal = (
             torch.linalg.vector_norm(self.grads_t, dim=1).square() / self.m + self.damp
         )
-        self._inverses: dict[int, ExplicitInverse | KernelInverse] = {}
+        # ``base_factors``: Woodbury factors of whole blocks (mλI + G_bG_bᵀ) computed
+        # already: the first backsolves start from them instead of forming a Gram
+        # (the dict is emptied: the factors are then freed as soon as they are replaced)
+        self._inverses: dict[int, ExplicitInverse | KernelInverse] = {
+            b: KernelInverse.from_factor(fisher.block_grads(b), factor, self.damp)
+            for b, factor in (base_factors or {}).items()
+        }
+        if base_factors:
+            base_factors.clear()
 
     def g_delta(self, x: Tensor) -> list[Tensor]:
         """G_b δ_b for δ = x − w̄, from the non-zero entries of x when it is sparse."""

@@ -68,8 +68,7 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
     alive = torch.ones_like(w, dtype=torch.bool)
     if problem.fixed_removed is not None:
         alive = ~problem.fixed_removed.to(fisher.device)
-    # one (|alive|, m) copy of G's columns, which is also the solver's Gᵀ; the update's
-    # restricted copy is made after it is freed
+    # one (|alive|, m) copy of G's columns, which is also the solver's Gᵀ
     sub = fisher.restricted_transposed(alive)
     w_alive = w[alive]
     gradient_alive = None if gradient is None else gradient[alive]
@@ -77,7 +76,14 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
     starts = [
         alive_start(name, w_alive, sub, gradient_alive, k_alive) for name in settings.start_names
     ]
-    sub.release_factors()  # the OBS start's factor; the solver builds its own
+    # the OBS start's Woodbury factors (mλI + GGᵀ over each block's alive weights) seed
+    # the solver's backsolves: each start's removals are then a low-rank change of them
+    factors = {
+        b: sub.block_factor(b)
+        for b in range(len(sub.blocks))
+        if sub.methods[b] == "woodbury" and sub.has_factor(b)
+    }
+    sub.release_factors()  # the solver's model holds the factors from here on
     result = l0_solve(
         w_alive,
         sub,
@@ -89,6 +95,7 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
         max_rounds=settings.max_rounds,
         max_swap_rounds=settings.max_swap_rounds,
         swap_candidates=settings.swap_candidates,
+        base_factors=factors,
     )
     removed = ~alive
     removed[alive] = result.removed
