@@ -121,3 +121,22 @@ def test_kernel_form_from_a_factor_computed_elsewhere_is_exact_and_rebases_witho
         check(inverse, g, kept, 0.1)
     finally:
         l0_inverse.column_gram = real_gram
+
+
+def test_kernel_form_solves_each_changed_column_once_per_base():
+    generator = torch.Generator().manual_seed(3)
+    g = torch.randn(7, 60, generator=generator, dtype=torch.float64)
+    kept = torch.ones(60, dtype=torch.bool)
+    inverse = KernelInverse(g, kept, 0.1, max_rank=20)
+    kept = kept.clone()
+    kept[:6] = False
+    inverse = inverse.updated(kept)
+    assert inverse.solves.z.shape[1] == 6
+    for swap in range(4):  # one leaves, one joins: two new columns at most each time
+        kept = kept.clone()
+        kept[10 + swap] = False
+        kept[swap] = True
+        before = inverse.solves.z.shape[1]
+        inverse = inverse.updated(kept)
+        assert inverse.solves.z.shape[1] - before == 1  # the joined one was solved before
+        check(inverse, g, kept, 0.1)

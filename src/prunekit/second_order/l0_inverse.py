@@ -127,6 +127,7 @@ class KernelInverse:
         out.max_rank = kernel_max_rank(out.m)
         every = torch.ones(g_block.shape[1], dtype=torch.bool, device=g_block.device)
         out.base_mask, out.base_kernel, out.factor = every, None, factor
+        out.solves = FactorSolves(factor, g_block.shape[1], 2 * out.max_rank)
         out._set_mask(every, None)
         return out
 
@@ -136,6 +137,7 @@ class KernelInverse:
             kernel.diagonal().add_(self.m * self.damp)
         self.base_mask, self.base_kernel = kept_mask, kernel
         self.factor = cholesky_or_raise(kernel, "mλI + G_RG_Rᵀ")
+        self.solves = FactorSolves(self.factor, self.g.shape[1], 2 * self.max_rank)
         self._set_mask(kept_mask, None)
 
     def _set_mask(self, kept_mask: Tensor, correction) -> None:
@@ -164,9 +166,10 @@ class KernelInverse:
             out._set_base(kept_mask, kernel)
             return out
         out.base_mask, out.base_kernel, out.factor = self.base_mask, self.base_kernel, self.factor
+        out.solves = self.solves
         correction = None
         if rank:
-            z = torch.cholesky_solve(w, self.factor)
+            z = self.solves.columns(self.g, torch.cat([joins, leaves]))
             capacitance = torch.diag(signs) + w.T @ z
             correction = (w, z, torch.linalg.lu_factor(capacitance))
         out._set_mask(kept_mask, correction)
@@ -217,6 +220,32 @@ class KernelInverse:
             positions = torch.arange(lo, min(lo + 4096, len(self.kept)), device=self.g.device)
             out.append(self.diagonal_at(positions))
         return torch.cat(out) if out else self.g.new_zeros(0)
+
+
+class FactorSolves:
+    """K_base⁻¹ g_j for columns j of a block, each computed once while the base factor
+    lasts (a swap changes two columns of the Woodbury correction: only those are solved,
+    O(m²) each, not all r of them again). Holds at most ``capacity`` columns; past it
+    the store starts over."""
+
+    def __init__(self, factor: Tensor, columns: int, capacity: int) -> None:
+        self.factor, self.capacity = factor, capacity
+        self.where = torch.full((columns,), -1, dtype=torch.long, device=factor.device)
+        self.z = factor.new_zeros(factor.shape[0], 0)
+
+    def columns(self, g: Tensor, indices: Tensor) -> Tensor:
+        """K_base⁻¹ G[:, indices] (m × len(indices))."""
+        missing = indices[self.where[indices] < 0]
+        if len(missing):
+            if self.z.shape[1] + len(missing) > self.capacity:
+                self.where.fill_(-1)
+                self.z = self.z[:, :0]
+                missing = indices
+            start = self.z.shape[1]
+            new = torch.cholesky_solve(g[:, missing], self.factor)
+            self.where[missing] = torch.arange(start, start + len(missing), device=g.device)
+            self.z = torch.cat([self.z, new], 1)
+        return self.z[:, self.where[indices]]
 
 
 def kept_inverse(
