@@ -96,3 +96,16 @@ def test_invalid_arguments():
         EmpiricalFisher(make_grads(4), 0.0)
     with pytest.raises(ConfigError):
         EmpiricalFisher(make_grads(4), 0.1, method="lu")
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_gathered_columns_are_g_restricted_and_transposed_in_either_layout(transposed):
+    from prunekit.second_order.fisher import gather_columns_transposed
+
+    generator = torch.Generator().manual_seed(4)
+    g = torch.randn(23, 101, generator=generator)
+    if transposed:  # a restricted Fisher's G is the transpose of a (d, m) array
+        g = g.T.contiguous().T
+    keep = torch.rand(101, generator=generator) > 0.4
+    out = gather_columns_transposed(g, keep, chunk=9)
+    assert out.is_contiguous() and torch.equal(out, g[:, keep].T)

@@ -258,7 +258,7 @@ class EmpiricalFisher:
         # then one contiguous row (CBS's swap search reads them so, without a copy of
         # its own) and a column subset of G_K is a cheap row gather (the Gram)
         sub = EmpiricalFisher(
-            self.grads[:, keep].T.contiguous().T,
+            gather_columns_transposed(self.grads, keep).T,
             self.damp,
             self._restricted_blocks(keep),
             dtype=self.dtype,
@@ -278,7 +278,7 @@ class EmpiricalFisher:
             raise ConfigError(f"keep must be a bool tensor of length {self.dim}")
         if not bool(keep.any()):
             raise ConfigError("cannot restrict the Fisher to no coordinates")
-        rows = self.grads.T[keep]  # (|K|, m), contiguous
+        rows = gather_columns_transposed(self.grads, keep)  # (|K|, m), contiguous
         return EmpiricalFisher(
             rows.T,
             self.damp,
@@ -446,6 +446,17 @@ class EmpiricalFisher:
     def _check_vector(self, v: Tensor) -> None:
         if v.dim() not in (1, 2) or v.shape[0] != self.dim:
             raise ConfigError(f"expected a vector of length {self.dim}, got {tuple(v.shape)}")
+
+
+def gather_columns_transposed(grads: Tensor, keep: Tensor, chunk: int = 4096) -> Tensor:
+    """G[:, keep]ᵀ as one contiguous (|K|, m) array, filled ``chunk`` columns at a time:
+    no (m, |K|) intermediate (which would double the peak), and each piece is a fast
+    column gather of the row-major G."""
+    columns = keep.nonzero().flatten()
+    out = torch.empty(len(columns), grads.shape[0], dtype=grads.dtype, device=grads.device)
+    for lo in range(0, len(columns), chunk):
+        out[lo : lo + chunk] = grads[:, columns[lo : lo + chunk]].T
+    return out
 
 
 def all_finite(values: Tensor) -> bool:
