@@ -77,3 +77,21 @@ def test_unknown_parameter_name():
     model, (x, y) = make_model(), make_data(2)
     with pytest.raises(ConfigError, match="nope"):
         per_sample_gradients(model, ["nope"], x, y)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_weight_major_gradients_are_the_same_matrix_held_per_weight(batch_size):
+    # G as the transpose of a contiguous (d, n) array: the same values, and the Fisher
+    # built on it makes no copy for its per-weight readers
+    from prunekit.second_order import EmpiricalFisher
+
+    model, (x, y) = make_model(), make_data(7)
+    rows = minibatch_gradients(model, NAMES, x, y, batch_size=batch_size, chunk_size=2)
+    held = minibatch_gradients(
+        model, NAMES, x, y, batch_size=batch_size, chunk_size=2, weight_major=True
+    )
+    assert torch.equal(held, rows) and held.T.is_contiguous()
+    fisher = EmpiricalFisher(held, 1e-2, dtype=torch.float64)
+    assert fisher.grads.T.data_ptr() == held.T.data_ptr()
+    every = torch.ones(held.shape[1], dtype=torch.bool)
+    assert fisher.restricted_transposed(every) is fisher

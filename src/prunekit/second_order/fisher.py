@@ -272,12 +272,15 @@ class EmpiricalFisher:
         """:meth:`restricted`, with the kept columns of G gathered into one contiguous
         (|K|, m) array held as its transpose: the gradients of any set of weights are
         then contiguous rows, and that array is the Gᵀ the L0 solver works on (it makes
-        no second copy). Not cached: freed with the caller's reference."""
+        no second copy). Not cached: freed with the caller's reference. With every
+        coordinate kept and G weight-major already, the Fisher itself."""
         keep = keep.to(self.device)
         if keep.dtype != torch.bool or keep.shape != (self.dim,):
             raise ConfigError(f"keep must be a bool tensor of length {self.dim}")
         if not bool(keep.any()):
             raise ConfigError("cannot restrict the Fisher to no coordinates")
+        if bool(keep.all()) and self.grads.T.is_contiguous():
+            return self  # G is weight-major already: nothing to gather
         rows = gather_columns_transposed(self.grads, keep)  # (|K|, m), contiguous
         return EmpiricalFisher(
             rows.T,

@@ -49,11 +49,15 @@ def minibatch_gradients(
     loss: Criterion = F.cross_entropy,
     *,
     chunk_size: int = 256,
+    weight_major: bool = False,
 ) -> Tensor:
     """Gradients of the mean loss of consecutive mini-batches of ``batch_size`` samples:
     an (ceil(n / batch_size), d) matrix; the last mini-batch may be smaller.
 
-    ``chunk_size`` samples go through one vectorised call, which bounds memory."""
+    ``chunk_size`` samples go through one vectorised call, which bounds memory. With
+    ``weight_major`` the matrix is the transpose of a contiguous (d, rows) array: each
+    weight's gradients are then one contiguous row of memory, the layout the Fisher's
+    swap search and restrictions read (no second copy of G is made for them)."""
     if batch_size < 1 or chunk_size < 1:
         raise ConfigError(f"batch_size and chunk_size must be ≥ 1, got {batch_size}, {chunk_size}")
     gradient_of = _GradientFunction(model, param_names, loss)
@@ -62,7 +66,10 @@ def minibatch_gradients(
     n = len(inputs)
     full = n // batch_size
     rows = full + (1 if n % batch_size else 0)
-    out = torch.empty(rows, gradient_of.dim, dtype=gradient_of.dtype, device=gradient_of.device)
+    shape = (gradient_of.dim, rows) if weight_major else (rows, gradient_of.dim)
+    out = torch.empty(shape, dtype=gradient_of.dtype, device=gradient_of.device)
+    if weight_major:
+        out = out.T
     groups_per_chunk = max(1, chunk_size // batch_size)
     with eval_mode(model):
         for first in range(0, full, groups_per_chunk):
@@ -87,14 +94,19 @@ def per_sample_gradients(
     loss: Criterion = F.cross_entropy,
     *,
     chunk_size: int = 256,
+    weight_major: bool = False,
 ) -> Tensor:
-    """Gradient of each sample's loss: an (n, d) matrix (see the module docstring).
+    """Gradient of each sample's loss: an (n, d) matrix (see the module docstring;
+    ``weight_major``: see :func:`minibatch_gradients`).
 
     Example::
 
         G = per_sample_gradients(model, ["fc1.weight", "fc2.weight"], x, y)
     """
-    return minibatch_gradients(model, param_names, inputs, targets, 1, loss, chunk_size=chunk_size)
+    return minibatch_gradients(
+        model, param_names, inputs, targets, 1, loss, chunk_size=chunk_size,
+        weight_major=weight_major,
+    )  # fmt: skip
 
 
 def gradients_from_batches(

@@ -180,10 +180,13 @@ def estimate_fisher(
     check_fisher_fits(model, names, m, settings, x.device)
     start, end = shard_bounds(m)
     rows = slice(start * settings.batch_size, end * settings.batch_size)
+    # weight-major G: the swap search, restrictions and the L0 solver read it per weight
     if settings.batch_size == 1:
-        local = per_sample_gradients(model, names, x[rows], y[rows])
+        local = per_sample_gradients(model, names, x[rows], y[rows], weight_major=True)
     else:
-        local = minibatch_gradients(model, names, x[rows], y[rows], settings.batch_size)
+        local = minibatch_gradients(
+            model, names, x[rows], y[rows], settings.batch_size, weight_major=True
+        )
     grads = gather_rows(local, m)  # EmpiricalFisher refuses NaN/Inf entries
     blocks = fisher_blocks(settings.blocks, layer_sizes(model, names))
     fisher = EmpiricalFisher(grads, settings.damp, blocks, dtype=settings.torch_dtype)
