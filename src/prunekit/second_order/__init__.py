@@ -22,6 +22,7 @@ from prunekit.second_order.fisher import (
     check_memory,
     chunk_blocks,
     estimate_bytes,
+    gather_columns_transposed,
     layer_blocks,
     one_block,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "chunk_blocks",
     "check_memory",
     "estimate_bytes",
+    "gather_columns_transposed",
     "gradients_from_batches",
     "l0_solve",
     "layer_blocks",

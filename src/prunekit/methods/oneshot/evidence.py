@@ -36,6 +36,7 @@ from prunekit.second_order import (
     check_memory,
     chunk_blocks,
     estimate_bytes,
+    gather_columns_transposed,
     minibatch_gradients,
     one_block,
     per_sample_gradients,
@@ -188,6 +189,9 @@ def estimate_fisher(
             model, names, x[rows], y[rows], settings.batch_size, weight_major=True
         )
     grads = gather_rows(local, m)  # EmpiricalFisher refuses NaN/Inf entries
+    if not grads.T.is_contiguous():  # gathered across processes: back to weight-major,
+        every = torch.ones(grads.shape[1], dtype=torch.bool, device=grads.device)
+        grads = gather_columns_transposed(grads, every).T  # the layout one process has
     blocks = fisher_blocks(settings.blocks, layer_sizes(model, names))
     fisher = EmpiricalFisher(grads, settings.damp, blocks, dtype=settings.torch_dtype)
     gradient = fisher.grads.mean(0) if settings.first_order else None
