@@ -3,6 +3,7 @@
 import pytest
 import torch
 from second_order_reference import (
+    dense_fisher,
     exhaustive_optimum,
     local_objectives,
 )
@@ -12,10 +13,12 @@ from second_order_reference import (
 
 from prunekit.errors import ConfigError
 from prunekit.second_order import (
+    EmpiricalFisher,
     cbs_select,
     cbs_update,
     l0_solve,
     lipschitz_constant,
+    lowest_k_mask,
     magnitude_start,
     newton_point,
     woodfisher_select,
@@ -152,6 +155,34 @@ def test_swap_prediction_is_the_exact_change(with_gradient):
             assert pair.predicted < 0
         assert all(a.predicted <= b.predicted for a, b in zip(pairs, pairs[1:], strict=False))
     assert checked >= 5
+
+
+@pytest.mark.parametrize("with_gradient", [False, True])
+def test_swap_prediction_is_exact_in_the_kernel_form_too(with_gradient):
+    """|R| > m: the swap terms come through the m×m kernel (push-through), not F_RR⁻¹."""
+    checked = 0
+    for seed in range(4):
+        generator = torch.Generator().manual_seed(seed)
+        m, d, k = 4, 14, 4
+        grads = torch.randn(m, d, generator=generator, dtype=torch.float64)
+        w = torch.randn(d, generator=generator, dtype=torch.float64)
+        gradient = grads.mean(0) if with_gradient else None
+        fisher = EmpiricalFisher(grads, 0.05, [(0, d)], dtype=torch.float64)
+        dense = dense_fisher(grads, 0.05, [(0, d)])
+        model = FactoredLocalModel(w, fisher, gradient)
+        removed = lowest_k_mask(-w.abs(), k)  # the largest removed: swaps must help
+        x, value, inverses = model.backsolve(removed)
+        assert not inverses[0].explicit  # |R| = 10 > m = 4
+        grad = model.grad(x, model.g_delta(x))
+        fixed = torch.zeros(d, dtype=torch.bool)
+        pairs = improving_swaps(model, x, grad, removed, fixed, inverses, candidates=d)
+        checked += len(pairs)
+        for pair in pairs:
+            trial = removed.clone()
+            trial[pair.keep_out], trial[pair.free] = True, False
+            after = local_objectives(dense, w, trial.nonzero().flatten()[None, :], gradient)
+            assert pair.predicted == pytest.approx(after.item() - value, rel=1e-8, abs=1e-12)
+    assert checked >= 4
 
 
 def test_lipschitz_constant_is_the_largest_eigenvalue():

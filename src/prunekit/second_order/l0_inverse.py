@@ -99,9 +99,17 @@ class ExplicitInverse:
         """F_{R,J} = G_RᵀG_J/m for block-local columns J, rows in the order of ``kept``."""
         return self.g[:, self.kept].T @ self.g[:, columns] / self.m
 
-    def diagonal_at(self, positions: Tensor) -> Tensor:
-        """M_ii at positions (in the order of ``kept``)."""
+    def diagonal_at(self, positions: Tensor, cache: bool = True) -> Tensor:
+        """M_ii at positions (in the order of ``kept``; ``cache`` is the kernel form's)."""
         return self.inverse.diagonal()[positions]
+
+    def swap_coupling(self, positions: Tensor, columns: Tensor) -> tuple[Tensor, Tensor]:
+        """For block-local columns j outside R: u = M F_Rj at the kept ``positions``
+        (len(positions) × c) and the Schur complements s_j = F_jj − F_jR M F_Rj (c,)."""
+        f_rj = self.cross(columns)
+        u = self.matmul(f_rj)
+        f_jj = self.g[:, columns].square().sum(0) / self.m + self.damp
+        return u[positions], f_jj - (f_rj * u).sum(0)
 
     @property
     def diagonal(self) -> Tensor:
@@ -185,6 +193,23 @@ class KernelInverse:
             y = y - z @ torch.linalg.lu_solve(*lu, w.T @ y)
         return y[:, 0] if column else y
 
+    def solve_columns(self, columns: Tensor) -> Tensor:
+        """K⁻¹ G[:, columns] for block-local ``columns`` (K_base⁻¹ g_j cached per base)."""
+        z = self.solves.columns(self.g, columns)
+        if self.correction is not None:
+            w, z_w, lu = self.correction
+            z = z - z_w @ torch.linalg.lu_solve(*lu, w.T @ z)
+        return z
+
+    def swap_coupling(self, positions: Tensor, columns: Tensor) -> tuple[Tensor, Tensor]:
+        """For block-local columns j outside R: u = M F_Rj at the kept ``positions`` and
+        s_j = F_jj − F_jR M F_Rj, through the m×m kernel only (push-through:
+        M G_Rᵀ = m G_Rᵀ K⁻¹, so u = G_Rᵀ K⁻¹ g_j and s_j = λ(1 + g_jᵀ K⁻¹ g_j)):
+        O(m²·c + m·c·len(positions)), no product with the whole G_R."""
+        z = self.solve_columns(columns)
+        quadratic = (self.g[:, columns] * z).sum(0)
+        return self.g[:, self.kept[positions]].T @ z, self.damp * (1.0 + quadratic)
+
     def _g_r(self, v: Tensor) -> Tensor:
         """G_R v for v over R (order of ``kept``), through the block's G."""
         full = v.new_zeros((self.g.shape[1],) + tuple(v.shape[1:]))
@@ -202,13 +227,16 @@ class KernelInverse:
         """F_{R,J} = G_RᵀG_J/m for block-local columns J, rows in the order of ``kept``."""
         return (self.g.T @ self.g[:, columns])[self.kept] / self.m
 
-    def diagonal_at(self, positions: Tensor) -> Tensor:
+    def diagonal_at(self, positions: Tensor, cache: bool = True) -> Tensor:
         """M_ii at positions (in the order of ``kept``), clamped below by the exact bound
-        1/(λ + F_ii) (rounding guard)."""
-        cols = self.g[:, self.kept[positions]]
+        1/(λ + F_ii) (rounding guard). ``cache``: keep K_base⁻¹ g_i of these columns
+        (the swap candidates change little from round to round)."""
+        columns = self.kept[positions]
+        cols = self.g[:, columns]
         if cols.shape[1] == 0:
             return cols.new_zeros(0)
-        quadratic = (cols * self.solve(cols)).sum(0)
+        solved = self.solve_columns(columns) if cache else self.solve(cols)
+        quadratic = (cols * solved).sum(0)
         bound = 1.0 / (cols.square().sum(0) / self.m + self.damp)
         return torch.clamp((1.0 - quadratic) / self.damp, min=bound)
 
@@ -218,7 +246,7 @@ class KernelInverse:
         out = []
         for lo in range(0, len(self.kept), 4096):
             positions = torch.arange(lo, min(lo + 4096, len(self.kept)), device=self.g.device)
-            out.append(self.diagonal_at(positions))
+            out.append(self.diagonal_at(positions, cache=False))
         return torch.cat(out) if out else self.g.new_zeros(0)
 
 

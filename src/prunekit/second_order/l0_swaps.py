@@ -12,8 +12,9 @@ problem with a gradient (``obs_saliency``'s formula) on R ∪ {j}:
 Across blocks u_i = 0 and Δ_ij = x_i²/(2M_ii) − ∇_j²/(2s_j): the two moves add up.
 Only the ``candidates`` cheapest kept weights (by x_i²/(2M_ii)) and the most promising
 removed ones (by ∇_j²/(2F_jj), a lower bound of the gain ∇_j²/(2s_j)) are paired: a
-round costs O(m·|R|·p + |R|²·p) per block, plus diag(M) (read off when |R| ≤ m,
-O(m²|R|) otherwise); never d×d.
+round costs O(m·|R|·p + |R|²·p) per block in the explicit form (|R| ≤ m, diag(M) read
+off); in the kernel form (|R| > m) O(m²·p + m·p²) through the m×m kernel, with M_ii
+computed at the p candidates only; never d×d.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def improving_swaps(
 
     # u_j = M F_Rj (only its entries at the candidates i are kept) and s_j, per block
     coupling = x.new_zeros(len(outs), len(ins))
-    schur = model.fisher_diagonal[ins].clone()
+    schur = model.fisher_diagonal[ins].clone()  # s_j = F_jj where no block couples
     block_of_out = model.fisher.block_index(outs)
     block_of_in = model.fisher.block_index(ins)
     for b, ((s, e), inverse) in enumerate(zip(model.blocks, inverses, strict=True)):
@@ -81,11 +82,9 @@ def improving_swaps(
         cols = (block_of_in == b).nonzero().flatten()
         if len(cols) == 0 or len(local_kept) == 0:
             continue
-        f_rj = inverse.cross(ins[cols] - s)  # (|R_b|, c), rows in the inverse's order
-        u = inverse.matmul(f_rj)
-        schur[cols] -= (f_rj * u).sum(0)
+        u, schur[cols] = inverse.swap_coupling(position[outs[rows] - s], ins[cols] - s)
         if len(rows):
-            coupling[rows[:, None], cols[None, :]] = u[position[outs[rows] - s]]
+            coupling[rows[:, None], cols[None, :]] = u
     schur = torch.clamp(schur, min=model.damp)  # s_j ≥ λ exactly
 
     grad_j = gradient_at_x[ins][None, :]
