@@ -164,6 +164,7 @@ def _solve_blocks(
                 kernel = column_gram(g, r)
                 kernel.diagonal().add_(m * fisher.damp)
                 factor = cholesky_or_raise(kernel, "mλI + G_RG_Rᵀ")
+                del kernel  # m×m: freed before the solves (peak memory at large m)
                 if gradient is None:
                     solved = torch.cholesky_solve(h[:, None], factor)[:, 0]
                     block_delta[r] = (g.T @ solved)[r]

@@ -462,13 +462,27 @@ def gather_columns_transposed(grads: Tensor, keep: Tensor, chunk: int = 4096) ->
     return out
 
 
-def all_finite(values: Tensor) -> bool:
+def all_finite(values: Tensor, chunk_bytes: int = 64 * 2**20) -> bool:
     """Whether every entry is finite: one min/max pass (NaN propagates into both, ±Inf
-    shows in one), without the bool copy ``isfinite(values).all()`` makes."""
+    shows in one), without the bool copy ``isfinite(values).all()`` makes. Read in
+    storage order (a weight-major G is the transpose of a contiguous array, and a
+    reduction over the non-contiguous view would copy all of it first); a tensor with
+    no contiguous permutation is read a slab of ``chunk_bytes`` at a time."""
     if values.numel() == 0:
         return True
-    low, high = torch.aminmax(values)
-    return bool(torch.isfinite(low)) and bool(torch.isfinite(high))
+    order = sorted(range(values.dim()), key=lambda i: -values.stride(i))
+    values = values.permute(order)
+    if values.is_contiguous() or values.dim() == 0:
+        slabs = [values]
+    else:
+        per_row = max(1, values[0].numel() * values.element_size())
+        step = max(1, chunk_bytes // per_row)
+        slabs = [values[lo : lo + step] for lo in range(0, values.shape[0], step)]
+    for slab in slabs:
+        low, high = torch.aminmax(slab)
+        if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
+            return False
+    return True
 
 
 def column_gram(
