@@ -375,9 +375,10 @@ class EmpiricalFisher:
                 z = torch.linalg.solve_triangular(
                     factor, g[:, lo : lo + _COLUMN_CHUNK], upper=False
                 )
-                pieces.append(1.0 - (z * z).sum(0))
+                pieces.append(1.0 - z.square_().sum(0))
+                del z
             diagonal = torch.cat(pieces) / self.damp
-        fisher_diagonal = (g * g).sum(0) / self.num_samples + self.damp
+        fisher_diagonal = column_square_norms(g) / self.num_samples + self.damp
         return torch.clamp(diagonal, min=1.0 / fisher_diagonal).clamp(max=1.0 / self.damp)
 
     # -- whole vector ------------------------------------------------------------
@@ -460,6 +461,17 @@ def gather_columns_transposed(grads: Tensor, keep: Tensor, chunk: int = 4096) ->
     for lo in range(0, len(columns), chunk):
         out[lo : lo + chunk] = grads[:, columns[lo : lo + chunk]].T
     return out
+
+
+def column_square_norms(g: Tensor, chunk: int = _COLUMN_CHUNK) -> Tensor:
+    """‖g_j‖² for every column j of ``g`` (m × d), a chunk of columns at a time: never
+    a temporary as large as G (``(g * g).sum(0)`` would make one: 1.2 GiB at
+    m = 10,000 on MLPNet)."""
+    pieces = [
+        torch.linalg.vector_norm(g[:, lo : lo + chunk], dim=0).square()
+        for lo in range(0, g.shape[1], chunk)
+    ]
+    return torch.cat(pieces) if pieces else g.new_zeros(0)
 
 
 def all_finite(values: Tensor, chunk_bytes: int = 64 * 2**20) -> bool:

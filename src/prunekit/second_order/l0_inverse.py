@@ -123,7 +123,7 @@ class KernelInverse:
 
     def __init__(self, g_block: Tensor, kept_mask: Tensor, damp: float, max_rank: int) -> None:
         self.g, self.damp, self.m, self.max_rank = g_block, damp, g_block.shape[0], max_rank
-        self._set_base(kept_mask, None)
+        self._set_base(kept_mask)
 
     @classmethod
     def from_factor(cls, g_block: Tensor, factor: Tensor, damp: float) -> KernelInverse:
@@ -134,17 +134,19 @@ class KernelInverse:
         out.g, out.damp, out.m = g_block, damp, g_block.shape[0]
         out.max_rank = kernel_max_rank(out.m)
         every = torch.ones(g_block.shape[1], dtype=torch.bool, device=g_block.device)
-        out.base_mask, out.base_kernel, out.factor = every, None, factor
+        out.base_mask, out.factor = every, factor
         out.solves = FactorSolves(factor, g_block.shape[1], 2 * out.max_rank)
         out._set_mask(every, None)
         return out
 
-    def _set_base(self, kept_mask: Tensor, kernel: Tensor | None) -> None:
-        if kernel is None:
-            kernel = column_gram(self.g, kept_mask.nonzero().flatten())
-            kernel.diagonal().add_(self.m * self.damp)
-        self.base_mask, self.base_kernel = kept_mask, kernel
+    def _set_base(self, kept_mask: Tensor) -> None:
+        """Factor the kernel of ``kept_mask`` anew (the Gram is not kept: at m = 10,000
+        each m×m matrix is 0.37 GiB, and a rebase replaces the base anyway)."""
+        kernel = column_gram(self.g, kept_mask.nonzero().flatten())
+        kernel.diagonal().add_(self.m * self.damp)
+        self.base_mask = kept_mask
         self.factor = cholesky_or_raise(kernel, "mλI + G_RG_Rᵀ")
+        del kernel
         self.solves = FactorSolves(self.factor, self.g.shape[1], 2 * self.max_rank)
         self._set_mask(kept_mask, None)
 
@@ -162,21 +164,15 @@ class KernelInverse:
         rank = len(joins) + len(leaves)
         out = KernelInverse.__new__(KernelInverse)
         out.g, out.damp, out.m, out.max_rank = self.g, self.damp, self.m, self.max_rank
-        w = torch.cat([self.g[:, joins], self.g[:, leaves]], 1)
-        signs = torch.cat(
-            [w.new_ones(len(joins)), -w.new_ones(len(leaves))]
-        )
         if rank > self.max_rank:
-            if self.base_kernel is not None and rank < int(kept_mask.sum()):
-                kernel = self.base_kernel + (w * signs) @ w.T
-            else:
-                kernel = None
-            out._set_base(kept_mask, kernel)
+            out._set_base(kept_mask)
             return out
-        out.base_mask, out.base_kernel, out.factor = self.base_mask, self.base_kernel, self.factor
+        out.base_mask, out.factor = self.base_mask, self.factor
         out.solves = self.solves
         correction = None
         if rank:
+            w = torch.cat([self.g[:, joins], self.g[:, leaves]], 1)
+            signs = torch.cat([w.new_ones(len(joins)), -w.new_ones(len(leaves))])
             z = self.solves.columns(self.g, torch.cat([joins, leaves]))
             capacitance = torch.diag(signs) + w.T @ z
             correction = (w, z, torch.linalg.lu_factor(capacitance))
