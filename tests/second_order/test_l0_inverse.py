@@ -4,6 +4,7 @@ explicit inverse of F_RR = λI + G_RᵀG_R/m."""
 import pytest
 import torch
 
+from prunekit.second_order import l0_inverse
 from prunekit.second_order.l0_inverse import ExplicitInverse, KernelInverse, kept_inverse
 
 
@@ -60,6 +61,47 @@ def test_kernel_form_rebases_past_its_rank_and_stays_exact():
     inverse = inverse.updated(kept)
     assert inverse.factor is not base and inverse.correction is None
     check(inverse, g, kept, 0.1)
+
+
+def test_kernel_form_rebases_by_downdating_its_kept_gram_and_stays_exact():
+    """m ≤ d/8: the Gram is kept and a rebase downdates it (no new Gram over R) for at
+    most MAX_DOWNDATES generations; each rebased inverse is still exact."""
+    generator = torch.Generator().manual_seed(5)
+    g = torch.randn(6, 200, generator=generator, dtype=torch.float64)
+    assert l0_inverse.keeps_gram(g)
+    kept = torch.ones(200, dtype=torch.bool)
+    inverse = KernelInverse(g, kept, 0.05, max_rank=8)
+    grams = []
+    real_gram = l0_inverse.column_gram
+    l0_inverse.column_gram = lambda *a, **k: grams.append(1) or real_gram(*a, **k)
+    try:
+        generations = []
+        for step in range(12):  # 10 columns leave each time: past max_rank, a rebase
+            kept = kept.clone()
+            kept[10 * step : 10 * step + 10] = False
+            inverse = inverse.updated(kept)
+            assert inverse.correction is None
+            generations.append(inverse.downdates)
+            check(inverse, g, kept, 0.05, cache=False)
+    finally:
+        l0_inverse.column_gram = real_gram
+    # eight downdated generations, then a fresh Gram (rounding drift), then downdates again
+    assert l0_inverse.MAX_DOWNDATES == 8
+    assert generations == [1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2, 3]
+    assert len(grams) == 1
+
+
+def test_kernel_form_keeps_no_gram_where_it_would_be_large():
+    """m > d/8 (MLPNet at m = 10,000): no m×m Gram is kept next to the factor."""
+    g = torch.randn(20, 100, dtype=torch.float64)
+    assert not l0_inverse.keeps_gram(g)
+    inverse = KernelInverse(g, torch.ones(100, dtype=torch.bool), 0.1, max_rank=4)
+    assert inverse.base_kernel is None
+    kept = torch.ones(100, dtype=torch.bool)
+    kept[:30] = False
+    inverse = inverse.updated(kept)
+    assert inverse.base_kernel is None and inverse.downdates == 0
+    check(inverse, g, kept, 0.1, cache=False)
 
 
 def test_explicit_form_is_rebuilt_after_many_updates():

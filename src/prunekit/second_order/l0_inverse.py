@@ -12,7 +12,9 @@ Two forms, whichever system is smaller:
   K of a base set is factored once; a later set that differs by the columns A (joined)
   and D (left) has K = K_base + W diag(±1) Wᵀ, W = [G_A, G_D], solved by Woodbury on
   the base factor (O(m²·r) once, r = |A| + |D|, then O(m² + m·r) per solve) until r
-  grows past ``max_rank``, when the base is refactored. G_R is never copied: products
+  grows past ``max_rank``, when the base is refactored: its kernel by downdating the
+  last one (K_base + G_AG_Aᵀ − G_DG_Dᵀ, O(m²·r)) where that Gram is kept (m ≤ d/8, so
+  it is small next to G) and r < |R|/2, else a new Gram (O(m²·|R|)). G_R is never copied: products
   with G_R go through the block's G with zeros off R. The diagonal of M is computed only
   where asked (``diagonal_at``): all of it would cost O(m²·|R|).
 
@@ -27,6 +29,7 @@ from torch import Tensor
 from prunekit.second_order.fisher import cholesky_or_raise, column_gram
 
 EXPLICIT_REBUILD_EVERY = 32  # exact updates between two rebuilds (rounding drift)
+MAX_DOWNDATES = 8  # kernels formed by downdating the last one before a fresh Gram
 
 
 class ExplicitInverse:
@@ -129,26 +132,42 @@ class KernelInverse:
     def from_factor(cls, g_block: Tensor, factor: Tensor, damp: float) -> KernelInverse:
         """The inverse for every column of ``g_block`` kept, from ``factor``, the lower
         Cholesky factor of mλI + GGᵀ computed elsewhere (the Fisher's own Woodbury
-        factor): no Gram is formed. Its kernel is not kept; a later rebase forms one."""
+        factor): no Gram is formed, and none is kept."""
         out = cls.__new__(cls)
         out.g, out.damp, out.m = g_block, damp, g_block.shape[0]
         out.max_rank = kernel_max_rank(out.m)
         every = torch.ones(g_block.shape[1], dtype=torch.bool, device=g_block.device)
-        out.base_mask, out.factor = every, factor
+        out.base_mask, out.factor, out.base_kernel, out.downdates = every, factor, None, 0
         out.solves = FactorSolves(factor, g_block.shape[1], 2 * out.max_rank)
         out._set_mask(every, None)
         return out
 
-    def _set_base(self, kept_mask: Tensor) -> None:
-        """Factor the kernel of ``kept_mask`` anew (the Gram is not kept: at m = 10,000
-        each m×m matrix is 0.37 GiB, and a rebase replaces the base anyway)."""
-        kernel = column_gram(self.g, kept_mask.nonzero().flatten())
-        kernel.diagonal().add_(self.m * self.damp)
+    def _set_base(
+        self, kept_mask: Tensor, kernel: Tensor | None = None, downdates: int = 0
+    ) -> None:
+        """Factor the kernel of ``kept_mask`` (``kernel``: already formed by a
+        downdate). The kernel is kept for later downdates only where it is small next
+        to G (``keeps_gram``): at m = 10,000 on MLPNet each m×m matrix is 0.37 GiB."""
+        if kernel is None:
+            kernel = column_gram(self.g, kept_mask.nonzero().flatten())
+            kernel.diagonal().add_(self.m * self.damp)
+            downdates = 0
         self.base_mask = kept_mask
         self.factor = cholesky_or_raise(kernel, "mλI + G_RG_Rᵀ")
+        self.base_kernel = kernel if keeps_gram(self.g) else None
+        self.downdates = downdates
         del kernel
         self.solves = FactorSolves(self.factor, self.g.shape[1], 2 * self.max_rank)
         self._set_mask(kept_mask, None)
+
+    def _downdated_kernel(self, joins: Tensor, leaves: Tensor, chunk: int = 4096) -> Tensor:
+        """K_base + G_A G_Aᵀ − G_D G_Dᵀ (O(m²·r), against O(m²·|R|) for a new Gram)."""
+        kernel = self.base_kernel.clone()
+        for columns, sign in ((joins, 1.0), (leaves, -1.0)):
+            for lo in range(0, len(columns), chunk):
+                piece = self.g[:, columns[lo : lo + chunk]]
+                kernel.addmm_(piece, piece.T, alpha=sign)
+        return kernel
 
     def _set_mask(self, kept_mask: Tensor, correction) -> None:
         self.kept_mask = kept_mask
@@ -165,9 +184,18 @@ class KernelInverse:
         out = KernelInverse.__new__(KernelInverse)
         out.g, out.damp, out.m, out.max_rank = self.g, self.damp, self.m, self.max_rank
         if rank > self.max_rank:
-            out._set_base(kept_mask)
+            if (
+                self.base_kernel is not None
+                and 2 * rank < int(kept_mask.sum())
+                and self.downdates < MAX_DOWNDATES
+            ):
+                kernel = self._downdated_kernel(joins, leaves)
+                out._set_base(kept_mask, kernel, self.downdates + 1)
+            else:
+                out._set_base(kept_mask)
             return out
         out.base_mask, out.factor = self.base_mask, self.factor
+        out.base_kernel, out.downdates = self.base_kernel, self.downdates
         out.solves = self.solves
         correction = None
         if rank:
@@ -288,6 +316,14 @@ def kept_inverse(
     if explicit:
         return ExplicitInverse(g_block, kept_mask.nonzero().flatten(), damp)
     return KernelInverse(g_block, kept_mask, damp, max_rank=kernel_max_rank(m))
+
+
+def keeps_gram(g_block: Tensor) -> bool:
+    """Whether a kernel-form inverse keeps its m×m Gram for later downdates: only where
+    it is at most an eighth of the block's G (m ≤ d/8), so that it never weighs in
+    the peak memory."""
+    m = g_block.shape[0]
+    return 8 * m * m <= g_block.numel()
 
 
 def kernel_max_rank(m: int) -> int:
