@@ -1,10 +1,12 @@
 """``all_finite`` reads G in its storage order (no copy of a weight-major G) and agrees
-with ``isfinite(...).all()`` on any layout."""
+with ``isfinite(...).all()`` on any layout; ``cholesky_or_raise(overwrite=True)``
+factors in the matrix's own memory and gives the same factor."""
 
 import pytest
 import torch
 
-from prunekit.second_order.fisher import all_finite
+from prunekit.errors import ConfigError
+from prunekit.second_order.fisher import all_finite, cholesky_or_raise
 
 LAYOUTS = [
     ("contiguous", lambda t: t),
@@ -41,3 +43,35 @@ def test_weight_major_g_is_checked_without_a_copy(monkeypatch):
     monkeypatch.setattr(torch, "aminmax", spy)
     assert all_finite(storage.T)
     assert seen == [True]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cholesky_in_place_equals_the_plain_factor_in_the_same_memory(dtype):
+    generator = torch.Generator().manual_seed(3)
+    a = torch.randn(40, 90, generator=generator, dtype=dtype)
+    kernel = a @ a.T + 0.1 * torch.eye(40, dtype=dtype)
+    expected = torch.linalg.cholesky(kernel)
+    address = kernel.data_ptr()
+    factor = cholesky_or_raise(kernel, "K", overwrite=True)
+    assert factor.data_ptr() == address  # no second m×m array
+    assert torch.equal(factor, expected)  # lower, the upper triangle zero
+    rhs = torch.randn(40, 3, generator=generator, dtype=dtype)
+    solved = torch.cholesky_solve(rhs, factor)
+    torch.testing.assert_close(solved, torch.cholesky_solve(rhs, expected))
+    torch.testing.assert_close(expected @ expected.T @ solved, rhs)
+
+
+def test_cholesky_in_place_still_names_an_indefinite_matrix():
+    matrix = torch.diag(torch.tensor([1.0, -1.0, 2.0]))
+    with pytest.raises(ConfigError, match="factorisation of K failed"):
+        cholesky_or_raise(matrix, "K", overwrite=True)
+    # a non-contiguous matrix is factored out of place (nothing to overwrite safely)
+    base = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    spd = base @ base.T + torch.eye(6, dtype=torch.float64)
+    wide = torch.zeros(6, 12, dtype=torch.float64)
+    wide[:, ::2] = spd
+    view = wide[:, ::2]
+    assert not view.is_contiguous()
+    torch.testing.assert_close(
+        cholesky_or_raise(view, "V", overwrite=True), torch.linalg.cholesky(spd)
+    )

@@ -158,13 +158,14 @@ def _solve_blocks(
                 if gradient is not None:
                     rhs = rhs - gradient[start:end][r]
                 rhs = rhs[:, None]
-                factor = cholesky_or_raise(system, "F_RR")
+                factor = cholesky_or_raise(system, "F_RR", overwrite=True)
                 block_delta[r] = torch.cholesky_solve(rhs, factor)[:, 0]
             else:
                 kernel = column_gram(g, r)
                 kernel.diagonal().add_(m * fisher.damp)
-                factor = cholesky_or_raise(kernel, "mλI + G_RG_Rᵀ")
-                del kernel  # m×m: freed before the solves (peak memory at large m)
+                # m×m: factored in place, no second copy (peak memory at large m)
+                factor = cholesky_or_raise(kernel, "mλI + G_RG_Rᵀ", overwrite=True)
+                del kernel
                 if gradient is None:
                     solved = torch.cholesky_solve(h[:, None], factor)[:, 0]
                     block_delta[r] = (g.T @ solved)[r]

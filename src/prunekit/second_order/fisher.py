@@ -318,11 +318,13 @@ class EmpiricalFisher:
             if self.methods[b] == "woodbury":
                 kernel = column_gram(g)
                 kernel.diagonal().add_(m * self.damp)
-                factor = cholesky_or_raise(kernel, "mλI + GGᵀ")
+                factor = cholesky_or_raise(kernel, "mλI + GGᵀ", overwrite=True)
             else:
                 fisher = g.T @ g / m
                 fisher.diagonal().add_(self.damp)
-                factor = torch.cholesky_inverse(cholesky_or_raise(fisher, "the Fisher block"))
+                factor = torch.cholesky_inverse(
+                    cholesky_or_raise(fisher, "the Fisher block", overwrite=True)
+                )
             self._factors[b] = factor
         return factor
 
@@ -518,8 +520,17 @@ def column_gram(
     return kernel
 
 
-def cholesky_or_raise(matrix: Tensor, name: str) -> Tensor:
-    factor, info = torch.linalg.cholesky_ex(matrix)
+def cholesky_or_raise(matrix: Tensor, name: str, overwrite: bool = False) -> Tensor:
+    """The lower Cholesky factor of the symmetric positive definite ``matrix``, or a
+    ConfigError naming it. ``overwrite``: factor in the matrix's own memory (it is
+    destroyed; the factor is returned as its column-major transpose view, which LAPACK
+    writes where it lies): no second m×m array, 0.37 GiB at m = 10,000 in float32."""
+    if overwrite and matrix.dim() == 2 and matrix.is_contiguous():
+        factor = matrix.mT  # column-major, and equal to the matrix (symmetric)
+        info = torch.empty((), dtype=torch.int32, device=matrix.device)
+        torch.linalg.cholesky_ex(factor, out=(factor, info))
+    else:
+        factor, info = torch.linalg.cholesky_ex(matrix)
     if int(info) != 0:
         raise ConfigError(
             f"Cholesky factorisation of {name} failed (not positive definite in "

@@ -47,7 +47,7 @@ class ExplicitInverse:
         g_r = g_block[:, kept]
         system = g_r.T @ g_r / self.m
         system.diagonal().add_(damp)
-        self.inverse = torch.cholesky_inverse(cholesky_or_raise(system, "F_RR"))
+        self.inverse = torch.cholesky_inverse(cholesky_or_raise(system, "F_RR", overwrite=True))
 
     def updated(self, kept_mask: Tensor) -> ExplicitInverse:
         """The inverse for the kept set ``kept_mask`` (bool over the block)."""
@@ -153,8 +153,9 @@ class KernelInverse:
             kernel.diagonal().add_(self.m * self.damp)
             downdates = 0
         self.base_mask = kept_mask
-        self.factor = cholesky_or_raise(kernel, "mλI + G_RG_Rᵀ")
-        self.base_kernel = kernel if keeps_gram(self.g) else None
+        keep = keeps_gram(self.g)
+        self.factor = cholesky_or_raise(kernel, "mλI + G_RG_Rᵀ", overwrite=not keep)
+        self.base_kernel = kernel if keep else None
         self.downdates = downdates
         del kernel
         self.solves = FactorSolves(self.factor, self.g.shape[1], 2 * self.max_rank)
