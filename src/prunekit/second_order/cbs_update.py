@@ -40,6 +40,7 @@ from prunekit.second_order.fisher import (
     check_memory,
     cholesky_or_raise,
     column_gram,
+    gather_columns,
 )
 from prunekit.second_order.local_model import check_gradient, local_change, solve_without_settled
 from prunekit.second_order.obs import WeightUpdate, _check_mask
@@ -151,7 +152,7 @@ def _solve_blocks(
             w_removed[q] = w_q
             h = g @ w_removed  # G_Q w_Q without copying G_Q
             if route == "kept":
-                g_r = g[:, r]
+                g_r = gather_columns(g, r)
                 system = g_r.T @ g_r / m
                 system.diagonal().add_(fisher.damp)
                 rhs = g_r.T @ h / m

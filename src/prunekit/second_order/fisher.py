@@ -358,9 +358,13 @@ class EmpiricalFisher:
         if self.methods[b] == "explicit":
             return factor[rows][:, cols]
         g = self.block_grads(b)
-        z_rows = torch.linalg.solve_triangular(factor, g[:, rows], upper=False)
+        z_rows = torch.linalg.solve_triangular(factor, gather_columns(g, rows), upper=False)
         same = rows.shape == cols.shape and bool(torch.equal(rows, cols))
-        z_cols = z_rows if same else torch.linalg.solve_triangular(factor, g[:, cols], upper=False)
+        z_cols = (
+            z_rows
+            if same
+            else torch.linalg.solve_triangular(factor, gather_columns(g, cols), upper=False)
+        )
         out = -(z_rows.T @ z_cols)
         out += (rows[:, None] == cols[None, :]).to(out.dtype)
         return out / self.damp
@@ -425,7 +429,7 @@ class EmpiricalFisher:
     def submatrix(self, rows: Tensor, cols: Tensor) -> Tensor:
         """F[rows, cols] for global index tensors (zero between different blocks)."""
         rows, cols = rows.to(self.device), cols.to(self.device)
-        g_rows, g_cols = self.grads[:, rows], self.grads[:, cols]
+        g_rows, g_cols = gather_columns(self.grads, rows), gather_columns(self.grads, cols)
         out = g_rows.T @ g_cols / self.num_samples
         out = out * (self.block_index(rows)[:, None] == self.block_index(cols)[None, :])
         out += self.damp * (rows[:, None] == cols[None, :]).to(out.dtype)
@@ -454,6 +458,16 @@ class EmpiricalFisher:
             raise ConfigError(f"expected a vector of length {self.dim}, got {tuple(v.shape)}")
 
 
+def gather_columns(g: Tensor, columns: Tensor) -> Tensor:
+    """``g[:, columns]`` (m × c), the same values. For a weight-major G (the transpose
+    of a contiguous d × m array, as gradients are stored) it is a row gather of that
+    array, returned column-major: several times faster than gathering columns of the
+    strided view, and the layout LAPACK solves take anyway."""
+    if g.dim() == 2 and g.mT.is_contiguous() and not g.is_contiguous():
+        return g.mT.index_select(0, columns).mT
+    return g[:, columns]
+
+
 def gather_columns_transposed(grads: Tensor, keep: Tensor, chunk: int = 4096) -> Tensor:
     """G[:, keep]ᵀ as one contiguous (|K|, m) array, filled ``chunk`` columns at a time:
     no (m, |K|) intermediate (which would double the peak), and each piece is a fast
@@ -461,7 +475,7 @@ def gather_columns_transposed(grads: Tensor, keep: Tensor, chunk: int = 4096) ->
     columns = keep.nonzero().flatten()
     out = torch.empty(len(columns), grads.shape[0], dtype=grads.dtype, device=grads.device)
     for lo in range(0, len(columns), chunk):
-        out[lo : lo + chunk] = grads[:, columns[lo : lo + chunk]].T
+        out[lo : lo + chunk] = gather_columns(grads, columns[lo : lo + chunk]).T
     return out
 
 
@@ -510,7 +524,10 @@ def column_gram(
     kernel = torch.zeros(m, m, dtype=g.dtype, device=g.device)
     count = g.shape[1] if columns is None else len(columns)
     for lo in range(0, count, chunk):
-        piece = g[:, lo : lo + chunk] if columns is None else g[:, columns[lo : lo + chunk]]
+        if columns is None:
+            piece = g[:, lo : lo + chunk]
+        else:
+            piece = gather_columns(g, columns[lo : lo + chunk])
         for top in range(0, m, row_block):
             bottom = min(m, top + row_block)
             kernel[top:bottom, :bottom].addmm_(piece[top:bottom], piece[:bottom].T)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from prunekit.second_order.fisher import cholesky_or_raise, column_gram
+from prunekit.second_order.fisher import cholesky_or_raise, column_gram, gather_columns
 
 EXPLICIT_REBUILD_EVERY = 32  # exact updates between two rebuilds (rounding drift)
 MAX_DOWNDATES = 8  # kernels formed by downdating the last one before a fresh Gram
@@ -44,7 +44,7 @@ class ExplicitInverse:
         if len(kept) == 0:
             self.inverse = g_block.new_zeros(0, 0)
             return
-        g_r = g_block[:, kept]
+        g_r = gather_columns(g_block, kept)
         system = g_r.T @ g_r / self.m
         system.diagonal().add_(damp)
         self.inverse = torch.cholesky_inverse(cholesky_or_raise(system, "F_RR", overwrite=True))
@@ -67,27 +67,39 @@ class ExplicitInverse:
         ):
             return ExplicitInverse(self.g, kept_mask.nonzero().flatten(), self.damp)
         inverse, kept = self.inverse, self.kept
+        # (each step below makes as few |R|×|R| copies as it can: at |R| ≈ m = 10,000
+        # one is 0.37 GiB, and copying dominated the update)
         if not bool(stays.all()):
             keep = stays.nonzero().flatten()
             drop = (~stays).nonzero().flatten()
-            m_kd = inverse[keep][:, drop]
-            m_dd = inverse[drop][:, drop]
+            m_kd = inverse[keep[:, None], drop]
+            m_dd = inverse[drop[:, None], drop]
             correction = m_kd @ torch.linalg.solve(m_dd, m_kd.T)
-            inverse = inverse[keep][:, keep] - correction
-            inverse = (inverse + inverse.T) / 2
+            inverse = inverse[keep[:, None], keep]
+            inverse -= correction
+            del correction
+            symmetric = inverse.mT.contiguous()  # (M + Mᵀ)/2, without a strided sum
+            symmetric += inverse
+            inverse = symmetric.div_(2)
             kept = kept[keep]
         if len(joins):
-            g_r, g_a = self.g[:, kept], self.g[:, joins]
+            g_r, g_a = gather_columns(self.g, kept), gather_columns(self.g, joins)
             f_ra = g_r.T @ g_a / self.m
+            del g_r
             f_aa = g_a.T @ g_a / self.m
             f_aa.diagonal().add_(self.damp)
             b = inverse @ f_ra
             schur = f_aa - f_ra.T @ b
             schur_inverse = torch.cholesky_inverse(cholesky_or_raise(schur, "S_AA"))
             bs = b @ schur_inverse
-            top = torch.cat([inverse + bs @ b.T, -bs], 1)
-            bottom = torch.cat([-bs.T, schur_inverse], 1)
-            inverse = torch.cat([top, bottom], 0)
+            # [[M + BS⁻¹Bᵀ, −BS⁻¹], [−S⁻¹Bᵀ, S⁻¹]], written into one array
+            size, joined = len(kept), len(joins)
+            bordered = inverse.new_empty(size + joined, size + joined)
+            torch.add(inverse, bs @ b.T, out=bordered[:size, :size])
+            torch.neg(bs, out=bordered[:size, size:])
+            bordered[size:, :size] = bordered[:size, size:].T
+            bordered[size:, size:] = schur_inverse
+            inverse = bordered
             kept = torch.cat([kept, joins])
         out = ExplicitInverse.__new__(ExplicitInverse)
         out.g, out.damp, out.m = self.g, self.damp, self.m
@@ -100,7 +112,7 @@ class ExplicitInverse:
 
     def cross(self, columns: Tensor) -> Tensor:
         """F_{R,J} = G_RᵀG_J/m for block-local columns J, rows in the order of ``kept``."""
-        return self.g[:, self.kept].T @ self.g[:, columns] / self.m
+        return gather_columns(self.g, self.kept).T @ gather_columns(self.g, columns) / self.m
 
     def diagonal_at(self, positions: Tensor, cache: bool = True) -> Tensor:
         """M_ii at positions (in the order of ``kept``; ``cache`` is the kernel form's)."""
@@ -111,7 +123,7 @@ class ExplicitInverse:
         (len(positions) × c) and the Schur complements s_j = F_jj − F_jR M F_Rj (c,)."""
         f_rj = self.cross(columns)
         u = self.matmul(f_rj)
-        f_jj = self.g[:, columns].square().sum(0) / self.m + self.damp
+        f_jj = gather_columns(self.g, columns).square().sum(0) / self.m + self.damp
         return u[positions], f_jj - (f_rj * u).sum(0)
 
     @property
@@ -166,7 +178,7 @@ class KernelInverse:
         kernel = self.base_kernel.clone()
         for columns, sign in ((joins, 1.0), (leaves, -1.0)):
             for lo in range(0, len(columns), chunk):
-                piece = self.g[:, columns[lo : lo + chunk]]
+                piece = gather_columns(self.g, columns[lo : lo + chunk])
                 kernel.addmm_(piece, piece.T, alpha=sign)
         return kernel
 
@@ -200,7 +212,7 @@ class KernelInverse:
         out.solves = self.solves
         correction = None
         if rank:
-            w = torch.cat([self.g[:, joins], self.g[:, leaves]], 1)
+            w = gather_columns(self.g, torch.cat([joins, leaves]))
             signs = torch.cat([w.new_ones(len(joins)), -w.new_ones(len(leaves))])
             z = self.solves.columns(self.g, torch.cat([joins, leaves]))
             capacitance = torch.diag(signs) + w.T @ z
@@ -232,8 +244,8 @@ class KernelInverse:
         M G_Rᵀ = m G_Rᵀ K⁻¹, so u = G_Rᵀ K⁻¹ g_j and s_j = λ(1 + g_jᵀ K⁻¹ g_j)):
         O(m²·c + m·c·len(positions)), no product with the whole G_R."""
         z = self.solve_columns(columns)
-        quadratic = (self.g[:, columns] * z).sum(0)
-        return self.g[:, self.kept[positions]].T @ z, self.damp * (1.0 + quadratic)
+        quadratic = (gather_columns(self.g, columns) * z).sum(0)
+        return gather_columns(self.g, self.kept[positions]).T @ z, self.damp * (1.0 + quadratic)
 
     def _g_r(self, v: Tensor) -> Tensor:
         """G_R v for v over R (order of ``kept``), through the block's G."""
@@ -250,14 +262,14 @@ class KernelInverse:
 
     def cross(self, columns: Tensor) -> Tensor:
         """F_{R,J} = G_RᵀG_J/m for block-local columns J, rows in the order of ``kept``."""
-        return (self.g.T @ self.g[:, columns])[self.kept] / self.m
+        return (self.g.T @ gather_columns(self.g, columns))[self.kept] / self.m
 
     def diagonal_at(self, positions: Tensor, cache: bool = True) -> Tensor:
         """M_ii at positions (in the order of ``kept``), clamped below by the exact bound
         1/(λ + F_ii) (rounding guard). ``cache``: keep K_base⁻¹ g_i of these columns
         (the swap candidates change little from round to round)."""
         columns = self.kept[positions]
-        cols = self.g[:, columns]
+        cols = gather_columns(self.g, columns)
         if cols.shape[1] == 0:
             return cols.new_zeros(0)
         solved = self.solve_columns(columns) if cache else self.solve(cols)
@@ -295,7 +307,7 @@ class FactorSolves:
                 self.z = self.z[:, :0]
                 missing = indices
             start = self.z.shape[1]
-            new = torch.cholesky_solve(g[:, missing], self.factor)
+            new = torch.cholesky_solve(gather_columns(g, missing), self.factor)
             self.where[missing] = torch.arange(start, start + len(missing), device=g.device)
             self.z = torch.cat([self.z, new], 1)
         return self.z[:, self.where[indices]]
