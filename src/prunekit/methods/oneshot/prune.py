@@ -21,7 +21,7 @@ from prunekit.masks import (
 )
 from prunekit.methods.oneshot.flat import flatten_weights, mask_from_removed, unflatten
 from prunekit.methods.oneshot.problem import OneShotProblem
-from prunekit.methods.oneshot.reclaim import reclaim_dead_weights
+from prunekit.methods.oneshot.reclaim import reclaim_dead_weights, revive_rank
 from prunekit.methods.oneshot.registry import get_method, settings_for
 from prunekit.methods.oneshot.results import OneShotRecord, OneShotResult
 from prunekit.methods.oneshot.update import apply_correction, local_model_change
@@ -141,7 +141,15 @@ def prune_one_shot(
         check_nm(mask_from_removed(removed, model, names), *nm)  # exact pattern, or an error
     dead_selected = dead_kept = None
     if reclaim_dead and input_shape is not None and nm is None:
-        reclaimed = reclaim_dead_weights(model, names, weights, removed, input_shape, fixed_removed)
+        reclaimed = reclaim_dead_weights(
+            model,
+            names,
+            weights,
+            removed,
+            input_shape,
+            fixed_removed,
+            rank=revive_rank(spec.needs_fisher, problem),
+        )
         removed, dead_selected, dead_kept = (
             reclaimed.removed,
             reclaimed.dead_before,

@@ -3,22 +3,26 @@
 A kept weight on no input-to-output path (``masks.paths``) changes nothing the network
 computes, yet it counts as kept. After any selection, such weights are removed and the
 same number of removed weights are kept instead: those that would lie on a path, the
-largest trained magnitudes |w̄| first (never a weight that must stay removed). The count
-is unchanged. Candidates are judged against the kept set less its dead weights, so their
+highest ``rank`` first (never a weight that must stay removed). The count is unchanged.
+The rank is the method's own measure of what a weight is worth keeping
+(:func:`revive_rank`): the OBS saliency for the methods that have a Fisher, |w̄| for the
+others. Candidates are judged against the kept set less its dead weights, so their
 paths run through live kept weights only; removing a dead weight cuts no path, so after
 one exchange no kept weight is dead, unless fewer candidates exist than dead kept
-weights (then the dead ones with the smallest |w̄| stay).
+weights (then the dead ones of lowest rank are dropped, the others stay).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from prunekit.errors import ConfigError
 from prunekit.masks.paths import path_gradients
+from prunekit.second_order import obs_saliency
 
 
 @dataclass
@@ -54,9 +58,12 @@ def reclaim_dead_weights(
     removed: Tensor,
     input_shape: Sequence[int],
     fixed_removed: Tensor | None = None,
+    rank: Tensor | Callable[[], Tensor] | None = None,
 ) -> Reclaimed:
     """Exchange the kept weights on no path for removed ones on a path (see the module
-    docstring); ``weights`` = w̄ (the flat trained weights) rank the candidates."""
+    docstring). ``rank`` (flat, higher = more worth keeping; a function is called only
+    when there are dead weights, since it may be costly): the order in which candidates
+    are kept; None ranks by |w̄| (``weights``, the flat trained weights)."""
     live = on_path(model, names, removed, input_shape)
     if live is None:
         return Reclaimed(removed, None, None)
@@ -64,7 +71,11 @@ def reclaim_dead_weights(
     before = int(dead.sum())
     if before == 0:
         return Reclaimed(removed, 0, 0)
-    magnitude = weights.abs().to(removed.device)
+    if callable(rank):
+        rank = rank()
+    worth = (weights.abs() if rank is None else rank).to(removed.device, torch.float64)
+    if worth.shape != removed.shape or bool(torch.isnan(worth).any()):
+        raise ConfigError(f"rank must be a vector of {removed.numel()} numbers, none NaN")
     # candidates are judged without the dead weights: their paths then run through live
     # kept weights only, which the exchange keeps
     pruned_alive = removed | dead
@@ -74,10 +85,31 @@ def reclaim_dead_weights(
     swaps = min(before, int(candidates.sum()))
     out = removed.clone()
     if swaps > 0:
-        revive = torch.topk(torch.where(candidates, magnitude, -torch.inf), swaps).indices
-        drop = torch.topk(torch.where(dead, -magnitude, -torch.inf), swaps).indices
+        revive = torch.topk(torch.where(candidates, worth, -torch.inf), swaps).indices
+        drop = torch.topk(torch.where(dead, -worth, -torch.inf), swaps).indices
         out[revive] = False
         out[drop] = True
     after_live = on_path(model, names, out, input_shape)
     after = int((~out & ~after_live).sum())
     return Reclaimed(out, before, after)
+
+
+def revive_rank(needs_fisher: bool, problem) -> Callable[[], Tensor]:
+    """The rank a method gives a weight when it must choose which to keep: the OBS
+    saliency ρ_q = w̃_q²/(2[F⁻¹]_qq) (the second-order cost of removing q alone, at the
+    Newton point with a mean gradient) for the methods that have a Fisher, |w̄| for the
+    others. A function: the saliency needs diag(F⁻¹), computed only if it is called."""
+
+    def rank() -> Tensor:
+        if needs_fisher and problem.fisher is not None:
+            fisher = problem.fisher
+            factored_before = any(fisher.has_factor(b) for b in range(len(fisher.blocks)))
+            gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
+            w = problem.weights.to(device=fisher.device, dtype=fisher.dtype)
+            saliency = obs_saliency(w, fisher, gradient=gradient).cpu()
+            if not factored_before:
+                fisher.release_factors()  # m×m each: not held through the update
+            return saliency
+        return problem.weights.abs()
+
+    return rank
