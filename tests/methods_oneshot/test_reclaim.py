@@ -1,8 +1,6 @@
 """Dead kept weights are given back to the count: the count is exact, no kept weight is
 left on no path afterwards, earlier removals stay removed, and every method reports it."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from torch import nn
@@ -10,8 +8,8 @@ from torch import nn
 from prunekit.errors import ConfigError
 from prunekit.masks import prunable_parameters
 from prunekit.methods.oneshot import CBSSettings, FisherSettings, prune_model
-from prunekit.methods.oneshot.reclaim import on_path, reclaim_dead_weights, revive_rank
-from prunekit.second_order import EmpiricalFisher
+from prunekit.methods.oneshot.prune import prune_one_shot
+from prunekit.methods.oneshot.reclaim import on_path, reclaim_dead_weights
 
 
 def chain(seed=0):
@@ -68,8 +66,12 @@ def test_every_method_reports_and_reclaims_dead_weights(method):
         removed = sum(int((~m).sum()) for m in result.mask.values())
         assert removed == round(0.93 * d)
     assert off.record.dead_weights_selected is None
-    assert on.record.dead_weights_kept == 0
     assert on.record.dead_weights_selected is not None
+    losses = on.record.reclaim_losses  # the exchange is declined where it raises the loss
+    if losses is None or losses["exchanged"] <= losses["as_selected"]:
+        assert on.record.dead_weights_kept == 0
+    else:
+        assert on.record.dead_weights_kept == on.record.dead_weights_selected
 
 
 def test_models_that_are_not_path_counters_are_left_alone():
@@ -132,22 +134,51 @@ def test_a_costly_rank_is_computed_only_when_a_weight_is_dead():
         reclaim_dead_weights(net, names, weights, removed, (4, 4), rank=torch.zeros(3))
 
 
-def test_second_order_methods_rank_by_the_obs_saliency_of_an_explicit_inverse():
-    """revive_rank for a Fisher method is w²/(2[F⁻¹]_qq), F = GᵀG/m + λI inverted
-    explicitly (d×d), and its Newton-point form with a mean gradient."""
-    torch.manual_seed(1)
-    d, m, damp = 12, 30, 0.05
-    grads = torch.randn(m, d, dtype=torch.float64)
-    w = torch.randn(d, dtype=torch.float64)
-    fisher = EmpiricalFisher(grads, damp, dtype=torch.float64)
-    explicit = torch.linalg.inv(grads.T @ grads / m + damp * torch.eye(d, dtype=torch.float64))
-    problem = SimpleNamespace(fisher=fisher, gradient=None, weights=w)
-    torch.testing.assert_close(revive_rank(True, problem)(), w * w / (2 * explicit.diagonal()))
-    gradient = torch.randn(d, dtype=torch.float64) * 0.1
-    problem.gradient = gradient
-    newton = w - explicit @ gradient
-    torch.testing.assert_close(
-        revive_rank(True, problem)(), newton * newton / (2 * explicit.diagonal())
+def _magnitude_case():
+    """Magnitude at 0.9 on the chain leaves dead kept weights (found by the path count)."""
+    torch.manual_seed(0)
+    net = chain()
+    names = list(prunable_parameters(net))
+    plain = prune_one_shot(net, names, "magnitude", 0.9, reclaim_dead=False)
+    removed = torch.cat([~plain.mask[n].reshape(-1) for n in names])
+    live = on_path(net, names, removed, (4, 4))
+    dead = ~removed & ~live
+    assert int(dead.sum()) > 0
+    return net, names, removed, dead
+
+
+def _flat_removed(result, names):
+    return torch.cat([~result.mask[n].reshape(-1) for n in names])
+
+
+@pytest.mark.parametrize("exchange_is_better", [True, False])
+def test_the_exchange_is_kept_only_where_it_lowers_the_training_loss(exchange_is_better):
+    net, names, removed, dead = _magnitude_case()
+    sign = -1.0 if exchange_is_better else 1.0
+
+    def training_loss(w):  # the exchange zeroes the dead weights: rewarded or penalised
+        return sign * float((w[dead] == 0).sum())
+
+    result = prune_one_shot(
+        net, names, "magnitude", 0.9, training_loss=training_loss, input_shape=(4, 4)
     )
-    assert not any(fisher.has_factor(b) for b in range(len(fisher.blocks)))  # released
-    torch.testing.assert_close(revive_rank(False, problem)(), w.abs())
+    record = result.record
+    losses = record.reclaim_losses
+    assert record.dead_weights_selected == int(dead.sum())
+    final = _flat_removed(result, names)
+    assert int(final.sum()) == int(removed.sum())  # the count either way
+    if exchange_is_better:
+        assert losses["exchanged"] < losses["as_selected"]
+        assert record.dead_weights_kept == 0 and bool(final[dead].all())
+    else:
+        assert losses["exchanged"] > losses["as_selected"]
+        assert record.dead_weights_kept == record.dead_weights_selected
+        assert torch.equal(final, removed)  # the selection's own mask, untouched
+
+
+def test_without_a_training_loss_the_exchange_is_always_made():
+    net, names, removed, dead = _magnitude_case()
+    result = prune_one_shot(net, names, "magnitude", 0.9, input_shape=(4, 4))
+    assert result.record.reclaim_losses is None
+    assert result.record.dead_weights_kept == 0
+    assert bool(_flat_removed(result, names)[dead].all())

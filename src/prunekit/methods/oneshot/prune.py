@@ -21,7 +21,7 @@ from prunekit.masks import (
 )
 from prunekit.methods.oneshot.flat import flatten_weights, mask_from_removed, unflatten
 from prunekit.methods.oneshot.problem import OneShotProblem
-from prunekit.methods.oneshot.reclaim import reclaim_dead_weights, revive_rank
+from prunekit.methods.oneshot.reclaim import reclaim_dead_weights
 from prunekit.methods.oneshot.registry import get_method, settings_for
 from prunekit.methods.oneshot.results import OneShotRecord, OneShotResult
 from prunekit.methods.oneshot.update import apply_correction, local_model_change
@@ -140,38 +140,47 @@ def prune_one_shot(
     if nm is not None:
         check_nm(mask_from_removed(removed, model, names), *nm)  # exact pattern, or an error
     dead_selected = dead_kept = None
+    exchanged, reclaim_losses = None, None
     if reclaim_dead and input_shape is not None and nm is None:
-        reclaimed = reclaim_dead_weights(
-            model,
-            names,
-            weights,
-            removed,
-            input_shape,
-            fixed_removed,
-            rank=revive_rank(spec.needs_fisher, problem),
-        )
-        removed, dead_selected, dead_kept = (
-            reclaimed.removed,
-            reclaimed.dead_before,
-            reclaimed.dead_after,
-        )
-        if int(removed.sum()) != problem.k:
+        reclaimed = reclaim_dead_weights(model, names, weights, removed, input_shape, fixed_removed)
+        dead_selected, dead_kept = reclaimed.dead_before, reclaimed.dead_after
+        if int(reclaimed.removed.sum()) != problem.k:
             raise PrunekitError("internal error: reclaiming dead weights changed the count")
+        if not torch.equal(reclaimed.removed, removed):
+            exchanged = reclaimed.removed
+
+    def update_for(mask: Tensor):
+        if (
+            selection.exact_step is not None
+            and spec.update.name == "cbs_u"
+            and torch.equal(mask, selection.removed.cpu())
+        ):  # the selection solved CBS-U's problem already (the L0 solver's backsolve)
+            return apply_correction(
+                problem,
+                mask,
+                selection.exact_step,
+                lambda change: local_model_change(problem, change),
+                update_settings,
+            )
+        return update(mask)
+
     started = time.perf_counter()
-    if (
-        selection.exact_step is not None
-        and spec.update.name == "cbs_u"
-        and torch.equal(removed, selection.removed.cpu())
-    ):  # the selection solved CBS-U's problem already (the L0 solver's backsolve)
-        updated = apply_correction(
-            problem,
-            removed,
-            selection.exact_step,
-            lambda change: local_model_change(problem, change),
-            update_settings,
-        )
+    if exchanged is None:
+        updated = update_for(removed)
+    elif problem.training_loss is None:
+        removed, updated = exchanged, update_for(exchanged)
     else:
-        updated = update(removed)
+        # the exchange is kept only where it lowers the real training loss after the
+        # update: a selection that scored masks on that loss (CBS) may have had reasons
+        as_selected, with_exchange = update_for(removed), update_for(exchanged)
+        reclaim_losses = {
+            "as_selected": float(problem.training_loss(as_selected.weights)),
+            "exchanged": float(problem.training_loss(with_exchange.weights)),
+        }
+        if reclaim_losses["exchanged"] <= reclaim_losses["as_selected"]:
+            removed, updated = exchanged, with_exchange
+        else:
+            updated, dead_kept = as_selected, dead_selected
     update_seconds = time.perf_counter() - started
     search = selection.search
     record = OneShotRecord(
@@ -189,6 +198,7 @@ def prune_one_shot(
         search_scored_with_update=None if search is None else search.scored_with_update,
         dead_weights_selected=dead_selected,
         dead_weights_kept=dead_kept,
+        reclaim_losses=reclaim_losses,
     )
     return OneShotResult(
         mask=mask_from_removed(removed, model, names),

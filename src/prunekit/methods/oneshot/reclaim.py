@@ -3,13 +3,14 @@
 A kept weight on no input-to-output path (``masks.paths``) changes nothing the network
 computes, yet it counts as kept. After any selection, such weights are removed and the
 same number of removed weights are kept instead: those that would lie on a path, the
-highest ``rank`` first (never a weight that must stay removed). The count is unchanged.
-The rank is the method's own measure of what a weight is worth keeping
-(:func:`revive_rank`): the OBS saliency for the methods that have a Fisher, |w̄| for the
-others. Candidates are judged against the kept set less its dead weights, so their
-paths run through live kept weights only; removing a dead weight cuts no path, so after
-one exchange no kept weight is dead, unless fewer candidates exist than dead kept
-weights (then the dead ones of lowest rank are dropped, the others stay).
+highest ``rank`` first (by default the largest trained magnitudes |w̄|; never a weight
+that must stay removed). The count is unchanged. Whether the exchange is kept is the
+caller's choice (``prune_one_shot`` keeps it only where it lowers the training loss).
+
+Candidates are judged against the kept set less its dead weights, so their paths run
+through live kept weights only; removing a dead weight cuts no path, so after one
+exchange no kept weight is dead, unless fewer candidates exist than dead kept weights
+(then the dead ones of lowest rank are dropped, the others stay).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from torch import Tensor, nn
 
 from prunekit.errors import ConfigError
 from prunekit.masks.paths import path_gradients
-from prunekit.second_order import obs_saliency
 
 
 @dataclass
@@ -93,23 +93,3 @@ def reclaim_dead_weights(
     after = int((~out & ~after_live).sum())
     return Reclaimed(out, before, after)
 
-
-def revive_rank(needs_fisher: bool, problem) -> Callable[[], Tensor]:
-    """The rank a method gives a weight when it must choose which to keep: the OBS
-    saliency ρ_q = w̃_q²/(2[F⁻¹]_qq) (the second-order cost of removing q alone, at the
-    Newton point with a mean gradient) for the methods that have a Fisher, |w̄| for the
-    others. A function: the saliency needs diag(F⁻¹), computed only if it is called."""
-
-    def rank() -> Tensor:
-        if needs_fisher and problem.fisher is not None:
-            fisher = problem.fisher
-            factored_before = any(fisher.has_factor(b) for b in range(len(fisher.blocks)))
-            gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
-            w = problem.weights.to(device=fisher.device, dtype=fisher.dtype)
-            saliency = obs_saliency(w, fisher, gradient=gradient).cpu()
-            if not factored_before:
-                fisher.release_factors()  # m×m each: not held through the update
-            return saliency
-        return problem.weights.abs()
-
-    return rank

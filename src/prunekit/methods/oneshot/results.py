@@ -62,7 +62,9 @@ class Update:
 class OneShotRecord:
     """What a one-shot method did, as written into ``result.json``. ``dead_weights_*``:
     kept weights on no input-to-output path in the selection's mask and in the final one
-    (None: not analysed; see ``methods.oneshot.reclaim``)."""
+    (None: not analysed; see ``methods.oneshot.reclaim``). ``reclaim_losses``: the
+    training loss after the update with the selection's mask and with the dead weights
+    given back, when both were tried (the lower one was kept)."""
 
     selection: str
     update: str
@@ -78,6 +80,7 @@ class OneShotRecord:
     search_scored_with_update: bool | None = None
     dead_weights_selected: int | None = None
     dead_weights_kept: int | None = None
+    reclaim_losses: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
