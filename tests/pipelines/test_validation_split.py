@@ -30,8 +30,25 @@ def test_validation_is_held_out_of_training_and_test_untouched():
     again = build_data(
         "synthetic", None, 32, 100, seed=3, dataset_kwargs=kwargs, validation_size=50
     )
-    assert _ids(again.validation) == val_ids, "the split is fixed by the seed"
+    assert _ids(again.validation) == val_ids, "the split is fixed"
     assert sum(len(y) for _, y in data.validation_loader) == 50
+
+
+def test_every_seed_sees_the_same_split():
+    """A call with seed 3 alone holds out what a call starting at seed 0 does: a cell's
+    data never depend on which other seeds shared its call."""
+    kwargs = {"num_samples": 200}
+    splits = [
+        build_data(
+            "synthetic", None, 32, 100, seed=seed, dataset_kwargs=kwargs, validation_size=50,
+            train_subset=100,
+        )
+        for seed in (0, 3)
+    ]  # fmt: skip
+    assert _ids(splits[0].validation) == _ids(splits[1].validation)
+    assert splits[0].train.indices == splits[1].train.indices
+    first_batches = [next(iter(split.train_loader))[1] for split in splits]
+    assert not torch.equal(*first_batches), "the seed still shuffles the training loader"
 
 
 def test_validation_then_subset():
