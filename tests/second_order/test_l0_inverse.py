@@ -182,3 +182,38 @@ def test_kernel_form_solves_each_changed_column_once_per_base():
         inverse = inverse.updated(kept)
         assert inverse.solves.z.shape[1] - before == 1  # the joined one was solved before
         check(inverse, g, kept, 0.1, cache=False)
+
+
+def test_a_base_factor_past_reuse_is_let_go_before_the_new_gram():
+    """The OBS start's factor handed to the solver is dropped before a backsolve that
+    must refactor anyway (one m×m array less at the peak), with the same result as a
+    model that never had it."""
+    import weakref
+
+    from prunekit.second_order import EmpiricalFisher
+    from prunekit.second_order.l0_model import FactoredLocalModel
+
+    generator = torch.Generator().manual_seed(4)
+    g = torch.randn(6, 200, generator=generator, dtype=torch.float64)
+    w = torch.randn(200, generator=generator, dtype=torch.float64)
+    gradient = torch.randn(200, generator=generator, dtype=torch.float64) * 0.1
+    fisher = EmpiricalFisher(g, 0.1, dtype=torch.float64, method="woodbury")
+    removed = torch.zeros(200, dtype=torch.bool)
+    removed[torch.randperm(200, generator=generator)[:100]] = True  # rank 100 > 64
+    plain = FactoredLocalModel(w, fisher, gradient)
+    x_plain, value_plain, _ = plain.backsolve(removed)
+
+    factor = fisher.block_factor(0)
+    alive = weakref.ref(factor)
+    seeded = FactoredLocalModel(w, fisher, gradient, {0: factor})
+    fisher.release_factors()
+    del factor
+    seen = []
+    real_gram = l0_inverse.column_gram
+    l0_inverse.column_gram = lambda *a, **k: seen.append(alive() is None) or real_gram(*a, **k)
+    try:
+        x, value, _ = seeded.backsolve(removed)
+    finally:
+        l0_inverse.column_gram = real_gram
+    assert seen == [True]  # freed before the Gram was formed
+    assert torch.equal(x, x_plain) and value == value_plain

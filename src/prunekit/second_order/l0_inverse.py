@@ -187,6 +187,21 @@ class KernelInverse:
         self.kept = kept_mask.nonzero().flatten()
         self.correction = correction  # (W, Z, capacitance LU) or None
 
+    def _can_downdate(self, rank: int, kept_mask: Tensor) -> bool:
+        return (
+            self.base_kernel is not None
+            and 2 * rank < int(kept_mask.sum())
+            and self.downdates < MAX_DOWNDATES
+        )
+
+    def refactors(self, kept_mask: Tensor) -> bool:
+        """Whether :meth:`updated` would form a fresh Gram for ``kept_mask`` (nothing of
+        this inverse reused: a caller holding no other reference may free it first)."""
+        if torch.equal(kept_mask, self.kept_mask):
+            return False
+        rank = int((kept_mask ^ self.base_mask).sum())
+        return rank > self.max_rank and not self._can_downdate(rank, kept_mask)
+
     def updated(self, kept_mask: Tensor) -> KernelInverse:
         """The inverse for the kept set ``kept_mask`` (bool over the block)."""
         if torch.equal(kept_mask, self.kept_mask):
@@ -197,11 +212,7 @@ class KernelInverse:
         out = KernelInverse.__new__(KernelInverse)
         out.g, out.damp, out.m, out.max_rank = self.g, self.damp, self.m, self.max_rank
         if rank > self.max_rank:
-            if (
-                self.base_kernel is not None
-                and 2 * rank < int(kept_mask.sum())
-                and self.downdates < MAX_DOWNDATES
-            ):
+            if self._can_downdate(rank, kept_mask):
                 kernel = self._downdated_kernel(joins, leaves)
                 out._set_base(kept_mask, kernel, self.downdates + 1)
             else:

@@ -89,7 +89,13 @@ class FactoredLocalModel:
         for b, (s, e) in enumerate(self.blocks):
             local_removed = removed[s:e]
             g_block = self.fisher.block_grads(b)
-            inverse = kept_inverse(g_block, ~local_removed, self.damp, self._inverses.get(b))
+            previous = self._inverses.get(b)
+            if isinstance(previous, KernelInverse) and previous.refactors(~local_removed):
+                # nothing of it is reused: let it go before the new Gram is formed (an m×m
+                # factor less at the peak where no caller still holds it; the same result)
+                del self._inverses[b]
+                previous = None
+            inverse = kept_inverse(g_block, ~local_removed, self.damp, previous)
             self._inverses[b] = inverse
             inverses.append(inverse)
             kept = inverse.kept
