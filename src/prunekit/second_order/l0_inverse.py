@@ -301,27 +301,40 @@ class KernelInverse:
 class FactorSolves:
     """K_base⁻¹ g_j for columns j of a block, each computed once while the base factor
     lasts (a swap changes two columns of the Woodbury correction: only those are solved,
-    O(m²) each, not all r of them again). Holds at most ``capacity`` columns; past it
-    the store starts over."""
+    O(m²) each, not all r of them again). Holds at most ``capacity`` columns, filled in
+    place in an array that doubles when full (growing it by concatenation copied it
+    whole at every solve: up to 2 × 164 MiB at m = 10,000); past the capacity the store
+    starts over."""
 
     def __init__(self, factor: Tensor, columns: int, capacity: int) -> None:
         self.factor, self.capacity = factor, capacity
         self.where = torch.full((columns,), -1, dtype=torch.long, device=factor.device)
-        self.z = factor.new_zeros(factor.shape[0], 0)
+        self.store: Tensor | None = None  # (m, capacity), column-major rows of solves
+        self.used = 0
 
     def columns(self, g: Tensor, indices: Tensor) -> Tensor:
         """K_base⁻¹ G[:, indices] (m × len(indices))."""
         missing = indices[self.where[indices] < 0]
         if len(missing):
-            if self.z.shape[1] + len(missing) > self.capacity:
+            if self.used + len(missing) > self.capacity:
                 self.where.fill_(-1)
-                self.z = self.z[:, :0]
+                self.used = 0
                 missing = indices
-            start = self.z.shape[1]
             new = torch.cholesky_solve(gather_columns(g, missing), self.factor)
+            if len(missing) > self.capacity:  # more than the store holds: not kept
+                return new
+            start = self.used
+            size = 0 if self.store is None else self.store.shape[1]
+            if start + len(missing) > size:
+                grown = min(self.capacity, max(2 * size, 2 * (start + len(missing)), 256))
+                store = new.new_empty(grown, new.shape[0]).T  # column-major, like ``new``
+                if start:
+                    store[:, :start] = self.store[:, :start]
+                self.store = store
+            self.store[:, start : start + len(missing)] = new
             self.where[missing] = torch.arange(start, start + len(missing), device=g.device)
-            self.z = torch.cat([self.z, new], 1)
-        return self.z[:, self.where[indices]]
+            self.used += len(missing)
+        return self.store[:, self.where[indices]]
 
 
 def kept_inverse(
