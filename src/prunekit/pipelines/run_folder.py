@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
+import subprocess
 import sys
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
@@ -18,8 +20,10 @@ from prunekit.utils.files import atomic_write_text
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of Python and the libraries that decide a run's numbers."""
-    return {
+    """Versions of Python and the libraries that decide a run's numbers, and the
+    prunekit source commit when it runs from a git checkout (``+modified`` when tracked
+    files differ from it)."""
+    versions = {
         "prunekit": prunekit.__version__,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -27,6 +31,36 @@ def library_versions() -> dict[str, str]:
         "platform": platform.platform(),
         "cuda": torch.version.cuda or "none",
     }
+    commit = source_commit()
+    if commit is not None:
+        versions["prunekit_commit"] = commit
+    return versions
+
+
+@functools.cache
+def source_commit() -> str | None:
+    """The git commit of the checkout prunekit is imported from, or None (an installed
+    copy, no git, or any failure: it is information, never a reason to stop a run)."""
+    package = Path(prunekit.__file__).resolve().parent
+    try:
+
+        def git(*args: str) -> str:
+            done = subprocess.run(
+                ["git", "-C", str(package), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            )
+            return done.stdout.strip()
+
+        if git("rev-parse", "--is-inside-work-tree") != "true":
+            return None
+        commit = git("rev-parse", "HEAD")
+        modified = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+modified" if modified else "")
 
 
 def to_jsonable(value: Any) -> Any:
