@@ -34,7 +34,7 @@ class QuickstartConfig:
     )
     multistage: str = setting(
         "configs/quickstart_multistage.yaml",
-        "step multistage, `prunekit prune`: CBS in stages (into the one-shot run folder)",
+        "step multistage, `prunekit prune`: L0 in stages (into the one-shot run folder)",
     )
     init: str = setting(
         "configs/quickstart_init.yaml",
