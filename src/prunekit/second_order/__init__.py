@@ -25,6 +25,7 @@ from prunekit.second_order.fisher import (
     gather_columns_transposed,
     layer_blocks,
     one_block,
+    restrict_blocks,
 )
 from prunekit.second_order.gradients import (
     gradients_from_batches,
@@ -74,6 +75,7 @@ __all__ = [
     "one_block",
     "per_sample_gradients",
     "random_magnitude_mask",
+    "restrict_blocks",
     "rmp_start",
     "swap_pass",
     "woodfisher_select",

@@ -260,7 +260,7 @@ class EmpiricalFisher:
         sub = EmpiricalFisher(
             gather_columns_transposed(self.grads, keep).T,
             self.damp,
-            self._restricted_blocks(keep),
+            restrict_blocks(self.blocks, keep),
             dtype=self.dtype,
             memory_limit=self.memory_limit,
             check_finite=False,  # columns of a checked G
@@ -285,21 +285,11 @@ class EmpiricalFisher:
         return EmpiricalFisher(
             rows.T,
             self.damp,
-            self._restricted_blocks(keep),
+            restrict_blocks(self.blocks, keep),
             dtype=self.dtype,
             memory_limit=self.memory_limit,
             check_finite=False,
         )
-
-    def _restricted_blocks(self, keep: Tensor) -> list[tuple[int, int]]:
-        """The blocks renumbered over the kept coordinates (empty ones dropped)."""
-        blocks, start = [], 0
-        for s, e in self.blocks:
-            size = int(keep[s:e].sum())
-            if size:
-                blocks.append((start, start + size))
-                start += size
-        return blocks
 
     # -- per block ---------------------------------------------------------------
 
@@ -456,6 +446,18 @@ class EmpiricalFisher:
     def _check_vector(self, v: Tensor) -> None:
         if v.dim() not in (1, 2) or v.shape[0] != self.dim:
             raise ConfigError(f"expected a vector of length {self.dim}, got {tuple(v.shape)}")
+
+
+def restrict_blocks(blocks: Sequence[Block], keep: Tensor) -> list[Block]:
+    """``blocks`` renumbered over the coordinates marked True in ``keep`` (blocks left
+    empty are dropped): the blocks of a Fisher of those coordinates only."""
+    restricted, start = [], 0
+    for s, e in blocks:
+        size = int(keep[s:e].sum())
+        if size:
+            restricted.append((start, start + size))
+            start += size
+    return restricted
 
 
 def gather_columns(g: Tensor, columns: Tensor) -> Tensor:

@@ -50,6 +50,7 @@ def minibatch_gradients(
     *,
     chunk_size: int = 256,
     weight_major: bool = False,
+    coordinates: Tensor | None = None,
 ) -> Tensor:
     """Gradients of the mean loss of consecutive mini-batches of ``batch_size`` samples:
     an (ceil(n / batch_size), d) matrix; the last mini-batch may be smaller.
@@ -57,7 +58,9 @@ def minibatch_gradients(
     ``chunk_size`` samples go through one vectorised call, which bounds memory. With
     ``weight_major`` the matrix is the transpose of a contiguous (d, rows) array: each
     weight's gradients are then one contiguous row of memory, the layout the Fisher's
-    swap search and restrictions read (no second copy of G is made for them)."""
+    swap search and restrictions read (no second copy of G is made for them). With
+    ``coordinates`` (a bool vector of length d) only the columns of the weights marked
+    True are kept, in order: an (rows, |coordinates|) matrix, never the full one."""
     if batch_size < 1 or chunk_size < 1:
         raise ConfigError(f"batch_size and chunk_size must be ≥ 1, got {batch_size}, {chunk_size}")
     gradient_of = _GradientFunction(model, param_names, loss)
@@ -66,7 +69,16 @@ def minibatch_gradients(
     n = len(inputs)
     full = n // batch_size
     rows = full + (1 if n % batch_size else 0)
-    shape = (gradient_of.dim, rows) if weight_major else (rows, gradient_of.dim)
+    width, columns = gradient_of.dim, None
+    if coordinates is not None:
+        if coordinates.dtype != torch.bool or coordinates.shape != (gradient_of.dim,):
+            raise ConfigError(
+                f"coordinates must be a bool vector of length {gradient_of.dim} (one per "
+                f"weight), got {coordinates.dtype} of shape {tuple(coordinates.shape)}"
+            )
+        columns = coordinates.to(gradient_of.device).nonzero().squeeze(1)
+        width = len(columns)
+    shape = (width, rows) if weight_major else (rows, width)
     out = torch.empty(shape, dtype=gradient_of.dtype, device=gradient_of.device)
     if weight_major:
         out = out.T
@@ -78,11 +90,13 @@ def minibatch_gradients(
             y = targets[first * batch_size : last * batch_size]
             x = x.reshape(last - first, batch_size, *x.shape[1:]).to(gradient_of.device)
             y = y.reshape(last - first, batch_size, *y.shape[1:]).to(gradient_of.device)
-            out[first:last] = gradient_of.batched(x, y)
+            chunk = gradient_of.batched(x, y)
+            out[first:last] = chunk if columns is None else chunk[:, columns]
         if rows > full:
             x = inputs[full * batch_size :].to(gradient_of.device)
             y = targets[full * batch_size :].to(gradient_of.device)
-            out[full] = gradient_of.single(x, y)
+            last_row = gradient_of.single(x, y)
+            out[full] = last_row if columns is None else last_row[columns]
     return out
 
 
@@ -95,9 +109,10 @@ def per_sample_gradients(
     *,
     chunk_size: int = 256,
     weight_major: bool = False,
+    coordinates: Tensor | None = None,
 ) -> Tensor:
     """Gradient of each sample's loss: an (n, d) matrix (see the module docstring;
-    ``weight_major``: see :func:`minibatch_gradients`).
+    ``weight_major`` and ``coordinates``: see :func:`minibatch_gradients`).
 
     Example::
 
@@ -105,7 +120,7 @@ def per_sample_gradients(
     """
     return minibatch_gradients(
         model, param_names, inputs, targets, 1, loss, chunk_size=chunk_size,
-        weight_major=weight_major,
+        weight_major=weight_major, coordinates=coordinates,
     )  # fmt: skip
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from prunekit.errors import ConfigError
@@ -70,14 +69,12 @@ def cbs_selection(
     """RMP (or magnitude) start, then the pairwise-swap search, scored by the real loss
     on training data of the weights with the removed ones zeroed, or (with
     ``score_with_update``) after the paired update."""
-    fisher = problem.require_fisher("cbs_s")
     training_loss = problem.require_training_loss("cbs_s")
     w = problem.weights
     # Earlier removals stay removed: search over the weights still alive only (the
     # removed ones are zero, so they add nothing to L(P)), then put them back.
-    alive = torch.ones(w.shape, dtype=torch.bool)  # on the CPU, wherever w is
-    if problem.fixed_removed is not None:
-        alive = ~problem.fixed_removed.cpu()
+    local = problem.alive_model("cbs_s")
+    alive = local.alive.cpu()
     fixed_count = int((~alive).sum())
 
     def full_mask(removed_alive: Tensor) -> Tensor:
@@ -90,9 +87,8 @@ def cbs_selection(
         new_w = update(removed).weights if settings.score_with_update else w * ~removed
         return float(training_loss(new_w))
 
-    wf = w[alive.to(w.device)].to(fisher.dtype).to(fisher.device)
-    restricted = fisher.restricted(alive.to(fisher.device))
-    grads, blocks = restricted.grads, restricted.blocks
+    wf = local.weights
+    grads, blocks = local.fisher.grads, local.fisher.blocks
     k = problem.k - fixed_count
     groups = problem.groups()
     if groups is not None:  # an N:M pattern: its magnitude mask, then swaps within groups

@@ -40,6 +40,7 @@ from prunekit.second_order import (
     minibatch_gradients,
     one_block,
     per_sample_gradients,
+    restrict_blocks,
 )
 from prunekit.utils.distributed import gather_rows, shard_bounds
 from prunekit.utils.settings import setting
@@ -160,42 +161,70 @@ def take(order: list[int], count: int, what: str, option: str) -> list[int]:
 class FisherEstimate:
     """The factored Fisher at the model's weights, the mean gradient ḡ (the mean of G's
     rows; ``None`` unless the settings ask for a first-order local model), the number
-    of gradients m actually used and the seconds taken."""
+    of gradients m actually used and the seconds taken. With ``coordinates`` (a bool
+    vector over the d weights) both cover only the weights marked True, in order:
+    the weights still alive in a stage, whose earlier removals are held at zero."""
 
     fisher: EmpiricalFisher
     gradient: Tensor | None
     samples_used: int
     seconds: float
+    coordinates: Tensor | None = None
 
 
 def estimate_fisher(
-    model: nn.Module, names: Sequence[str], x: Tensor, y: Tensor, settings: FisherSettings
+    model: nn.Module,
+    names: Sequence[str],
+    x: Tensor,
+    y: Tensor,
+    settings: FisherSettings,
+    coordinates: Tensor | None = None,
 ) -> FisherEstimate:
     """Gradients of ``model`` (eval mode) at its current weights on ``(x, y)``, grouped
-    ``settings.batch_size`` at a time, and the factored Fisher of them."""
+    ``settings.batch_size`` at a time, and the factored Fisher of them; with
+    ``coordinates`` (bool, one per weight), of the weights marked True only: G is then
+    never formed over the others (the blocks are renumbered over the kept weights)."""
     started = time.perf_counter()
     # under torch.distributed each process computes its share of the m rows and every
     # process gathers all of them: G (m·d numbers) is what CBS, OBS and the L0 solver
     # read, so it is gathered rather than only the m×m Gram GGᵀ
     m = len(x) // settings.batch_size
-    check_fisher_fits(model, names, m, settings, x.device)
+    sizes = layer_sizes(model, names)
+    if coordinates is not None:
+        coordinates = coordinates.cpu()
+        if coordinates.dtype != torch.bool or coordinates.shape != (sum(sizes),):
+            raise ConfigError(
+                f"the Fisher's coordinates must be a bool vector of length {sum(sizes)}"
+            )
+        if not bool(coordinates.any()):
+            raise ConfigError("the Fisher needs at least one weight to cover")
+        if bool(coordinates.all()):
+            coordinates = None  # every weight: the plain estimate
+    check_fisher_fits(model, names, m, settings, x.device, coordinates)
     start, end = shard_bounds(m)
     rows = slice(start * settings.batch_size, end * settings.batch_size)
     # weight-major G: the swap search, restrictions and the L0 solver read it per weight
     if settings.batch_size == 1:
-        local = per_sample_gradients(model, names, x[rows], y[rows], weight_major=True)
+        local = per_sample_gradients(
+            model, names, x[rows], y[rows], weight_major=True, coordinates=coordinates
+        )
     else:
         local = minibatch_gradients(
-            model, names, x[rows], y[rows], settings.batch_size, weight_major=True
-        )
+            model, names, x[rows], y[rows], settings.batch_size, weight_major=True,
+            coordinates=coordinates,
+        )  # fmt: skip
     grads = gather_rows(local, m)  # EmpiricalFisher refuses NaN/Inf entries
     if not grads.T.is_contiguous():  # gathered across processes: back to weight-major,
         every = torch.ones(grads.shape[1], dtype=torch.bool, device=grads.device)
         grads = gather_columns_transposed(grads, every).T  # the layout one process has
-    blocks = fisher_blocks(settings.blocks, layer_sizes(model, names))
+    blocks = fisher_blocks(settings.blocks, sizes)
+    if coordinates is not None:
+        blocks = restrict_blocks(blocks, coordinates)
     fisher = EmpiricalFisher(grads, settings.damp, blocks, dtype=settings.torch_dtype)
     gradient = fisher.grads.mean(0) if settings.first_order else None
-    return FisherEstimate(fisher, gradient, grads.shape[0], time.perf_counter() - started)
+    return FisherEstimate(
+        fisher, gradient, grads.shape[0], time.perf_counter() - started, coordinates
+    )
 
 
 def check_fisher_fits(
@@ -204,13 +233,17 @@ def check_fisher_fits(
     m: int,
     settings: FisherSettings,
     device: torch.device,
+    coordinates: Tensor | None = None,
 ) -> None:
     """Refuse, before any gradient is computed, a Fisher whose m × d gradients and
-    factors would not fit: ResourceError with the figure and what to do instead."""
+    factors would not fit: ResourceError with the figure and what to do instead.
+    ``coordinates``: the weights the Fisher covers (default all d)."""
     sizes = layer_sizes(model, names)
-    d = sum(sizes)
     grad_itemsize = model.get_parameter(names[0]).element_size() if names else 4
     blocks = fisher_blocks(settings.blocks, sizes)
+    if coordinates is not None:
+        blocks = restrict_blocks(blocks, coordinates)
+    d = sum(e - s for s, e in blocks)
     converts = grad_itemsize != torch.empty((), dtype=settings.torch_dtype).element_size()
     needed = m * d * grad_itemsize + estimate_bytes(
         blocks, m, settings.torch_dtype, include_grads=converts
@@ -280,11 +313,14 @@ def gather_evidence(
     need_fisher: bool,
     device: torch.device | str = "cpu",
     calibration_samples: int | None = None,
+    fisher_coordinates: Tensor | None = None,
 ) -> TrainingEvidence:
     """Draw the seed's samples and compute the training loss (on ``loss_samples``
     samples; None: all of them up to 10,000) and, if ``need_fisher``, the Fisher at
-    ``model``'s current weights; with ``calibration_samples``, the inputs of that many
-    samples for the layer-wise methods (the first ones of the same seeded draw)."""
+    ``model``'s current weights (over the weights marked True in
+    ``fisher_coordinates`` only, when given: see :func:`estimate_fisher`); with
+    ``calibration_samples``, the inputs of that many samples for the layer-wise methods
+    (the first ones of the same seeded draw)."""
     order = sample_order(dataset, seed)
     if loss_samples is None:
         loss_samples = min(DEFAULT_LOSS_SAMPLES, len(order))
@@ -301,7 +337,9 @@ def gather_evidence(
             "fisher samples or fisher batch size",
         )
         x, y = stack_samples(dataset, indices)
-        estimate = estimate_fisher(model, names, x.to(device), y.to(device), fisher_settings)
+        estimate = estimate_fisher(
+            model, names, x.to(device), y.to(device), fisher_settings, fisher_coordinates
+        )
     calibration = None
     if calibration_samples is not None:
         indices = take(order, calibration_samples, "layer-wise calibration", "calibration_samples")
@@ -339,6 +377,13 @@ def prune_with_evidence(
             seed=seed,
         )
     estimate = evidence.fisher
+    if estimate is not None and estimate.coordinates is not None:
+        alive = None if fixed_removed is None else ~fixed_removed.cpu()
+        if alive is None or not torch.equal(estimate.coordinates, alive):
+            raise ConfigError(
+                "the Fisher was gathered over other weights than the alive ones: gather "
+                "it with fisher_coordinates = the weights not in fixed_removed"
+            )
     return prune_one_shot(
         model,
         names,

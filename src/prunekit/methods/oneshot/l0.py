@@ -55,23 +55,17 @@ class L0Settings:
 @register_selection("l0", needs_fisher=True, settings=L0Settings)
 def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selection:
     """IHT + backsolve + swaps on the local model, from magnitude/OBS warm starts."""
-    fisher = problem.require_fisher("l0")
     if problem.pattern is not None:
         raise ConfigError(
             "the l0 solver does not take N:M patterns yet; use cbs, woodfisher or "
             "magnitude+cbs_u with --pattern"
         )
-    w = problem.weights.to(device=fisher.device, dtype=fisher.dtype)
-    gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
     # Earlier removals are held at zero, which is the same as dropping their
     # coordinates: solve on the weights still alive only (F restricted to them).
-    alive = torch.ones_like(w, dtype=torch.bool)
-    if problem.fixed_removed is not None:
-        alive = ~problem.fixed_removed.to(fisher.device)
-    # one (|alive|, m) copy of G's columns, which is also the solver's Gᵀ
-    sub = fisher.restricted_transposed(alive)
-    w_alive = w[alive]
-    gradient_alive = None if gradient is None else gradient[alive]
+    # G over the alive weights, weight-major (the solver's Gᵀ): the Fisher itself when
+    # it covers them only and is weight-major, else one (|alive|, m) copy, not cached
+    local = problem.alive_model("l0", cached=False)
+    alive, w_alive, gradient_alive, sub = local.alive, local.weights, local.gradient, local.fisher
     k_alive = problem.k - int((~alive).sum())
     starts = [
         alive_start(name, w_alive, sub, gradient_alive, k_alive) for name in settings.start_names
@@ -99,8 +93,9 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
     )
     removed = ~alive
     removed[alive] = result.removed
-    step = torch.zeros_like(w)  # earlier removals are zero and stay there
-    step[alive] = result.weights.to(w) - w_alive
+    step = torch.zeros(alive.shape, dtype=w_alive.dtype, device=w_alive.device)
+    # earlier removals are zero and stay there
+    step[alive] = result.weights.to(w_alive) - w_alive
     history = [
         SearchPass(i, step.objective, None, 1 if step.phase == "swap" else 0)
         for i, step in enumerate(result.history)

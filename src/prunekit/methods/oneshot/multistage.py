@@ -192,6 +192,8 @@ def prune_in_stages(
             need_fisher=spec.needs_fisher,
             device=device,
             calibration_samples=calibration,
+            # earlier removals are held at zero: G over the alive weights only
+            fisher_coordinates=~removed if removed.any() else None,
         )
         evidence_seconds = time.perf_counter() - started
         scores = init_scorer(

@@ -17,16 +17,32 @@ from prunekit.utils.types import WeightsLoss
 
 
 @dataclass
+class AliveModel:
+    """The local model ḡᵀδ + ½δᵀFδ on the weights still alive (``alive``, bool over all
+    d weights): their values ``weights``, F restricted to them and ḡ (or None) on them."""
+
+    alive: Tensor
+    weights: Tensor
+    fisher: EmpiricalFisher
+    gradient: Tensor | None
+
+
+@dataclass
 class OneShotProblem:
     """The pruning problem of one (model, sparsity): methods read it and never change it.
 
     - ``weights``: the flat vector w̄ of the prunable weights, in the order of ``names``.
     - ``k``: exactly this many of them are removed (round(s·d), s = ``sparsity``).
-    - ``fisher``: the factored empirical Fisher F = λI + GᵀG/m at w̄ (OBS, CBS, ...).
+    - ``fisher``: the factored empirical Fisher F = λI + GᵀG/m at w̄ (OBS, CBS, ...),
+      over all d weights, or over the weights still alive only (those not in
+      ``fixed_removed``, in order): earlier removals are held at zero, so their
+      coordinates take no part in any method's local model, and a stage need not
+      form G over them. Methods read it through :meth:`alive_model`.
     - ``gradient``: the mean training gradient ḡ at w̄ (the mean of the Fisher's
-      gradient rows). Given, the local model is first-order, ḡᵀδ + ½δᵀFδ, and every
-      method that can uses it (OBS saliency, the updates, the L0 solver); ``None``
-      takes w̄ as a minimum, ½δᵀFδ, as the OBS/CBS papers do.
+      gradient rows), over the same weights as ``fisher``. Given, the local model is
+      first-order, ḡᵀδ + ½δᵀFδ, and every method that can uses it (OBS saliency, the
+      updates, the L0 solver); ``None`` takes w̄ as a minimum, ½δᵀFδ, as the OBS/CBS
+      papers do.
     - ``training_loss(flat_w)``: the real loss on *training* data with the prunable
       weights set to ``flat_w`` (CBS's outer loop, update-scale choice).
     - ``init_scores(name)``: the mask of a pruning-at-initialization score at this
@@ -52,12 +68,6 @@ class OneShotProblem:
 
     def __post_init__(self) -> None:
         d = self.weights.numel()
-        if self.fisher is not None and self.fisher.dim != d:
-            raise ConfigError(
-                f"the Fisher covers {self.fisher.dim} weights but the model has {d} prunable"
-            )
-        if self.gradient is not None and self.gradient.shape != (d,):
-            raise ConfigError(f"the mean gradient must have {d} entries, got {self.gradient.shape}")
         if self.fixed_removed is not None:
             if self.fixed_removed.shape != (d,) or self.fixed_removed.dtype != torch.bool:
                 raise ConfigError(f"fixed_removed must be a bool vector of length {d}")
@@ -66,6 +76,18 @@ class OneShotProblem:
                     f"{int(self.fixed_removed.sum())} weights are already removed, more than "
                     f"the {self.k} this sparsity removes: give a higher sparsity"
                 )
+        alive = int(self.alive.sum())
+        covered = d if self.fisher is None else self.fisher.dim
+        if covered not in (d, alive):
+            raise ConfigError(
+                f"the Fisher covers {covered} weights but the model has {d} prunable, "
+                f"{alive} of them alive: give a Fisher of all of them or of the alive ones"
+            )
+        if self.gradient is not None and self.gradient.shape != (covered,):
+            raise ConfigError(
+                f"the mean gradient must have {covered} entries (the weights the Fisher "
+                f"covers), got {tuple(self.gradient.shape)}"
+            )
 
     def lowest_k(self, scores: Tensor) -> Tensor:
         """Removal mask (True = removed) of the k lowest ``scores`` (with a pattern: the
@@ -96,6 +118,38 @@ class OneShotProblem:
     @property
     def dim(self) -> int:
         return self.weights.numel()
+
+    @property
+    def alive(self) -> Tensor:
+        """The weights not in ``fixed_removed`` (bool, True = alive, on the CPU)."""
+        if self.fixed_removed is None:
+            return torch.ones(self.dim, dtype=torch.bool)
+        return ~self.fixed_removed.cpu()
+
+    @property
+    def fisher_covers_alive_only(self) -> bool:
+        """Whether ``fisher`` (and ``gradient``) leave out the earlier removals."""
+        return self.fisher is not None and self.fisher.dim != self.dim
+
+    def alive_model(self, method: str, cached: bool = True) -> AliveModel:
+        """The local model on the weights still alive, in the Fisher's dtype and device:
+        earlier removals are held at zero, which is the same as dropping their
+        coordinates. F restricted to the alive weights is the Fisher itself when it
+        covers them only, else a copy of G's columns: cached on the Fisher (the
+        selection and the update share it), or with ``cached=False`` a weight-major
+        copy freed with the caller's reference."""
+        fisher = self.require_fisher(method)
+        alive = self.alive.to(fisher.device)
+        weights = self.weights.to(device=fisher.device, dtype=fisher.dtype)
+        gradient = None if self.gradient is None else self.gradient.to(fisher.grads)
+        if not self.fisher_covers_alive_only:
+            fisher = fisher.restricted(alive) if cached else fisher.restricted_transposed(alive)
+            gradient = None if gradient is None else gradient[alive]
+        elif not cached:  # weight-major, as restricted_transposed gives (no copy if it is)
+            fisher = fisher.restricted_transposed(
+                torch.ones(fisher.dim, dtype=torch.bool, device=fisher.device)
+            )
+        return AliveModel(alive, weights[alive], fisher, gradient)
 
     def require_fisher(self, method: str) -> EmpiricalFisher:
         if self.fisher is None:

@@ -7,9 +7,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
-from prunekit.errors import ConfigError
+from prunekit.errors import ConfigError, PrunekitError
 from prunekit.methods.oneshot.problem import OneShotProblem
 from prunekit.methods.oneshot.registry import register_update
 from prunekit.methods.oneshot.results import Update
@@ -98,12 +99,22 @@ def second_order_update(
     """Run a second-order ``solve(w, fisher, removed, gradient=ḡ) -> WeightUpdate`` in
     the Fisher's dtype and device (ḡ: the problem's mean gradient, or None), then apply
     its correction with ``settings``' scale rule."""
-    fisher = problem.require_fisher(f"the {method} update")
-    gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
-    solved = solve(
-        problem.weights.to(fisher.dtype), fisher, removed.to(fisher.device), gradient=gradient
-    )
-    correction = solved.delta.to(problem.weights.dtype).cpu()
+    if problem.fisher_covers_alive_only:
+        # earlier removals are zero and held there: solve on the alive coordinates
+        local = problem.alive_model(f"the {method} update")
+        alive = local.alive
+        solved = solve(
+            local.weights, local.fisher, removed.to(alive.device)[alive], gradient=local.gradient
+        )
+        correction = torch.zeros(problem.dim, dtype=problem.weights.dtype)
+        correction[alive.cpu()] = solved.delta.to(problem.weights.dtype).cpu()
+    else:
+        fisher = problem.require_fisher(f"the {method} update")
+        gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
+        solved = solve(
+            problem.weights.to(fisher.dtype), fisher, removed.to(fisher.device), gradient=gradient
+        )
+        correction = solved.delta.to(problem.weights.dtype).cpu()
     return apply_correction(
         problem,
         removed,
@@ -121,9 +132,18 @@ def no_update(problem: OneShotProblem, removed: Tensor, settings: None) -> Updat
 
 def local_model_change(problem: OneShotProblem, change: Tensor) -> float:
     """The local model's predicted loss change of a weight change δ: ½ δᵀFδ, plus ḡᵀδ
-    when the problem has a mean gradient ḡ (a first-order local model)."""
+    when the problem has a mean gradient ḡ (a first-order local model). With a Fisher
+    of the alive weights only, δ must be zero on the earlier removals."""
     fisher = problem.require_fisher("the predicted loss change")
     delta = change.to(device=fisher.device, dtype=fisher.dtype)
+    if problem.fisher_covers_alive_only:
+        alive = problem.alive.to(fisher.device)
+        if bool(delta[~alive].any()):
+            raise PrunekitError(
+                "internal error: a weight change moves earlier removals, which the "
+                "Fisher of the alive weights does not cover"
+            )
+        delta = delta[alive]
     value = 0.5 * float(fisher.quadratic(delta))
     if problem.gradient is not None:
         value += float(problem.gradient.to(delta) @ delta)

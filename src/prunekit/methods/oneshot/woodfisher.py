@@ -25,18 +25,12 @@ from prunekit.second_order import obs_saliency, woodfisher_update
 @register_selection("obs", needs_fisher=True)
 def obs_selection(problem: OneShotProblem, settings: None, update) -> Selection:
     """The k lowest OBS saliencies w_q² / (2 [F⁻¹]_qq) (first-order form with ḡ)."""
-    fisher = problem.require_fisher("obs")
-    w = problem.weights.to(device=fisher.device, dtype=fisher.dtype)
-    gradient = None if problem.gradient is None else problem.gradient.to(fisher.grads)
     # earlier removals stay removed (lowest_k ranks them first) and cannot compensate:
     # the saliencies of the others are those of F restricted to them
-    alive = torch.ones_like(w, dtype=torch.bool)
-    if problem.fixed_removed is not None:
-        alive = ~problem.fixed_removed.to(fisher.device)
-    saliency = torch.full_like(w, -torch.inf)
-    saliency[alive] = obs_saliency(
-        w[alive], fisher.restricted(alive), None if gradient is None else gradient[alive]
-    )
+    local = problem.alive_model("obs")
+    saliency = torch.full(local.alive.shape, -torch.inf, dtype=local.weights.dtype)
+    saliency = saliency.to(local.weights.device)
+    saliency[local.alive] = obs_saliency(local.weights, local.fisher, local.gradient)
     return Selection(problem.lowest_k(saliency).cpu())
 
 
