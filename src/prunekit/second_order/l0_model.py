@@ -3,8 +3,9 @@ values and gradients from products with G, and the exact backsolve on a kept set
 
 Holds Gᵀ as a contiguous d×m array (G itself when it is weight-major, else a copy),
 so the gradient vectors of any set of weights are contiguous rows (gathering the
-columns of G for a small support is slow); memory O(m·d), never d×d. Each block's F_RR⁻¹ is kept from one backsolve to the next and
-updated for the weights that changed (``l0_inverse``). Masks are bool, True = removed.
+columns of G for a small support is slow); memory O(m·d), never d×d. Each block's
+F_RR⁻¹ is kept from one backsolve to the next and updated for the weights that
+changed (``l0_inverse``). Masks are bool, True = removed.
 """
 
 from __future__ import annotations
