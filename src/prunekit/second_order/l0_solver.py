@@ -21,7 +21,8 @@ From each start mask, three phases, none of which increases φ:
 Several start masks give several runs; the lowest φ wins.
 
 Memory: G (m×d; plus a d×m copy of Gᵀ unless G is weight-major already), plus per
-block an m×m or |R|×|R| (|R| ≤ m) factor; never d×d. Convention: masks are bool, True = removed; sparsity is k/d.
+block an m×m or |R|×|R| (|R| ≤ m) factor; never d×d.
+Convention: masks are bool, True = removed; sparsity is k/d.
 """
 
 from __future__ import annotations
