@@ -359,12 +359,17 @@ class EmpiricalFisher:
         out += (rows[:, None] == cols[None, :]).to(out.dtype)
         return out / self.damp
 
-    def block_inverse_diagonal(self, b: int) -> Tensor:
-        """diag(F_b⁻¹), clamped to [1/(λ + F_qq), 1/λ]."""
+    def block_inverse_diagonal(self, b: int, positions: Tensor | None = None) -> Tensor:
+        """diag(F_b⁻¹), clamped to [1/F_qq, 1/λ] (F_qq = λ + ‖g_q‖²/m); with
+        ``positions`` (block-local indices), at those only: O(m²·|positions|) in
+        Woodbury form instead of O(m²·B)."""
         factor = self.block_factor(b)
         g = self.block_grads(b)
+        if positions is not None:
+            g = gather_columns(g, positions)
         if self.methods[b] == "explicit":
-            diagonal = factor.diagonal().clone()
+            diagonal = factor.diagonal()
+            diagonal = diagonal.clone() if positions is None else diagonal[positions]
         else:
             pieces = []
             for lo in range(0, g.shape[1], _COLUMN_CHUNK):
@@ -373,9 +378,14 @@ class EmpiricalFisher:
                 )
                 pieces.append(1.0 - z.square_().sum(0))
                 del z
-            diagonal = torch.cat(pieces) / self.damp
-        fisher_diagonal = column_square_norms(g) / self.num_samples + self.damp
-        return torch.clamp(diagonal, min=1.0 / fisher_diagonal).clamp(max=1.0 / self.damp)
+            diagonal = (torch.cat(pieces) if pieces else g.new_zeros(0)) / self.damp
+        minimum = 1.0 / self.block_fisher_diagonal(b, g)
+        return torch.clamp(diagonal, min=minimum).clamp(max=1.0 / self.damp)
+
+    def block_fisher_diagonal(self, b: int, g: Tensor | None = None) -> Tensor:
+        """diag(F_b) = λ + ‖g_q‖²/m (of the columns ``g``, default the whole block)."""
+        g = self.block_grads(b) if g is None else g
+        return column_square_norms(g) / self.num_samples + self.damp
 
     # -- whole vector ------------------------------------------------------------
 
@@ -386,6 +396,28 @@ class EmpiricalFisher:
                 [self.block_inverse_diagonal(b) for b in range(len(self.blocks))]
             )
         return self._inverse_diagonal
+
+    @property
+    def has_inverse_diagonal(self) -> bool:
+        """Whether diag(F⁻¹) is computed already (cached)."""
+        return self._inverse_diagonal is not None
+
+    def inverse_diagonal_at(self, indices: Tensor) -> Tensor:
+        """diag(F⁻¹) at the global ``indices`` (increasing): the cached vector if there
+        is one, else only those entries (O(m²) each in Woodbury form)."""
+        if self._inverse_diagonal is not None:
+            return self._inverse_diagonal[indices]
+        blocks = self.block_index(indices)
+        pieces = []
+        for b, (start, _end) in enumerate(self.blocks):
+            local = indices[blocks == b] - start
+            if len(local):
+                pieces.append(self.block_inverse_diagonal(b, local))
+        return torch.cat(pieces) if pieces else torch.zeros(0, dtype=self.dtype)
+
+    def fisher_diagonal(self) -> Tensor:
+        """diag(F) = λ + ‖g_q‖²/m, length d."""
+        return torch.cat([self.block_fisher_diagonal(b) for b in range(len(self.blocks))])
 
     def inverse_matvec(self, v: Tensor) -> Tensor:
         """F⁻¹ v for v of shape (d,) or (d, r)."""

@@ -72,8 +72,36 @@ def obs_saliency(w: Tensor, fisher: EmpiricalFisher, gradient: Tensor | None = N
 def woodfisher_select(
     w: Tensor, fisher: EmpiricalFisher, k: int, gradient: Tensor | None = None
 ) -> Tensor:
-    """Removal mask of the ``k`` weights with the lowest OBS saliency, global across blocks."""
-    return lowest_k_mask(obs_saliency(w, fisher, gradient), k)
+    """Removal mask of the ``k`` weights with the lowest OBS saliency, global across
+    blocks: ``lowest_k_mask(obs_saliency(w, fisher, gradient), k)``, with [F⁻¹]_qq
+    computed only where the weight can be among the k lowest.
+
+    [F⁻¹]_qq lies in [1/F_qq, 1/λ], so ρ_q lies in [w̃_q²λ/2, w̃_q²F_qq/2]. With τ the
+    k-th lowest upper bound, at least k saliencies are ≤ τ, and a weight whose lower
+    bound is above τ is not among the k lowest: its diagonal entry is never needed.
+    The exact saliencies of the others decide (ties by index, as in ``lowest_k_mask``).
+    At a stage that removes few of many weights this skips most of the O(m²·d)
+    triangular solves of the whole diagonal."""
+    w = newton_point(w, fisher, gradient)
+    d = w.numel()
+    if not 0 <= k <= d:
+        raise ConfigError(f"cannot remove {k} of {d} weights")
+    if k == 0 or k == d or fisher.has_inverse_diagonal:
+        return lowest_k_mask(w * w / (2.0 * fisher.inverse_diagonal()), k)
+    square = w * w
+    upper = square * fisher.fisher_diagonal() / 2.0
+    lower = square * fisher.damp / 2.0
+    if bool(torch.isnan(upper).any()):
+        return lowest_k_mask(upper, k)  # the same error as the full saliency gives
+    threshold = torch.kthvalue(upper.cpu(), k).values.to(upper.device)
+    # a relative margin covers the rounding of the bounds against the clamped diagonal
+    candidates = (lower <= threshold * (1 + 1e-5) + torch.finfo(w.dtype).tiny).nonzero()
+    candidates = candidates.flatten()
+    saliency = torch.full_like(w, torch.inf)
+    saliency[candidates] = square[candidates] / (
+        2.0 * fisher.inverse_diagonal_at(candidates)
+    )
+    return lowest_k_mask(saliency, k)
 
 
 def woodfisher_update(
@@ -102,13 +130,13 @@ def woodfisher_update(
 def _summed_obs_step(
     w: Tensor, fisher: EmpiricalFisher, removed: Tensor, gradient: Tensor | None
 ) -> Tensor:
-    """−F⁻¹(ḡ + s), s_q = w̃_q / [F⁻¹]_qq on the removed q (w̃ = w without ḡ)."""
-    if gradient is None:
-        s = torch.where(removed, w / fisher.inverse_diagonal(), torch.zeros_like(w))
-        return -fisher.inverse_matvec(s)
+    """−F⁻¹(ḡ + s), s_q = w̃_q / [F⁻¹]_qq on the removed q (w̃ = w without ḡ); the
+    diagonal of F⁻¹ is computed at the removed weights only."""
     newton = newton_point(w, fisher, gradient)
-    s = torch.where(removed, newton / fisher.inverse_diagonal(), torch.zeros_like(w))
-    return -fisher.inverse_matvec(gradient + s)
+    where = removed.nonzero().flatten()
+    s = torch.zeros_like(newton)
+    s[where] = newton[where] / fisher.inverse_diagonal_at(where)
+    return -fisher.inverse_matvec(s if gradient is None else gradient + s)
 
 
 def _check_mask(removed: Tensor, d: int) -> Tensor:

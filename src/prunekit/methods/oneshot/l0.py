@@ -21,7 +21,7 @@ from prunekit.errors import ConfigError
 from prunekit.methods.oneshot.problem import OneShotProblem
 from prunekit.methods.oneshot.registry import register_preset, register_selection
 from prunekit.methods.oneshot.results import SearchPass, SearchReport, Selection
-from prunekit.second_order import EmpiricalFisher, l0_solve, lowest_k_mask, obs_saliency
+from prunekit.second_order import EmpiricalFisher, l0_solve, lowest_k_mask, woodfisher_select
 from prunekit.utils.settings import setting
 
 
@@ -118,7 +118,7 @@ def alive_start(
     at zero, so their coordinates take no part in the saliency or its Newton point."""
     if name == "magnitude":
         return lowest_k_mask(w.abs(), k)
-    return lowest_k_mask(obs_saliency(w, fisher, gradient=gradient), k)
+    return woodfisher_select(w, fisher, k, gradient=gradient)
 
 
 register_preset("l0", "l0", "cbs_u")

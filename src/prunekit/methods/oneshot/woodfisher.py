@@ -19,7 +19,7 @@ from prunekit.methods.oneshot.registry import (
 )
 from prunekit.methods.oneshot.results import Selection, Update
 from prunekit.methods.oneshot.update import UpdateSettings, second_order_update
-from prunekit.second_order import obs_saliency, woodfisher_update
+from prunekit.second_order import obs_saliency, woodfisher_select, woodfisher_update
 
 
 @register_selection("obs", needs_fisher=True)
@@ -28,6 +28,13 @@ def obs_selection(problem: OneShotProblem, settings: None, update) -> Selection:
     # earlier removals stay removed (lowest_k ranks them first) and cannot compensate:
     # the saliencies of the others are those of F restricted to them
     local = problem.alive_model("obs")
+    if problem.pattern is None:  # diag(F⁻¹) only where a weight can be among the lowest
+        removed = ~local.alive
+        k_alive = problem.k - int(removed.sum())
+        removed[local.alive] = woodfisher_select(
+            local.weights, local.fisher, k_alive, local.gradient
+        )
+        return Selection(removed.cpu())
     saliency = torch.full(local.alive.shape, -torch.inf, dtype=local.weights.dtype)
     saliency = saliency.to(local.weights.device)
     saliency[local.alive] = obs_saliency(local.weights, local.fisher, local.gradient)
