@@ -192,6 +192,24 @@ def test_lipschitz_constant_is_the_largest_eigenvalue():
     assert lipschitz_constant(fisher, iterations=5) <= largest * (1 + 1e-12)
 
 
+@pytest.mark.parametrize("iterations", [1, 2, 5, 30])
+def test_lipschitz_from_the_kernel_factors_takes_the_same_iterates(iterations):
+    # the power iteration in the m-dimensional space, through the factor of
+    # mλI + G_bG_bᵀ, gives the estimate of the iteration through G_b, step for step
+    generator = torch.Generator().manual_seed(5)
+    grads = torch.randn(6, 40, generator=generator, dtype=torch.float64)
+    grads[:, 20:] *= 3.0  # the second block has the larger eigenvalue
+    fisher = EmpiricalFisher(grads, 0.05, [(0, 20), (20, 40)], dtype=torch.float64)
+    assert fisher.methods == ["woodbury", "woodbury"]
+    plain = lipschitz_constant(fisher, iterations=iterations)
+    both = {b: fisher.block_factor(b) for b in (0, 1)}
+    assert lipschitz_constant(fisher, iterations, factors=both) == pytest.approx(plain, rel=1e-12)
+    one = {1: fisher.block_factor(1)}  # a block without a factor goes through G_b
+    assert lipschitz_constant(fisher, iterations, factors=one) == pytest.approx(plain, rel=1e-12)
+    largest = torch.linalg.eigvalsh(dense_fisher(grads, 0.05, fisher.blocks)).max().item()
+    assert lipschitz_constant(fisher, 200, factors=both) == pytest.approx(largest, rel=1e-9)
+
+
 def test_bad_arguments_are_config_errors():
     w, _grads, fisher, _dense, gradient, _k = instance(1, True, d=12)
     fixed = torch.zeros(12, dtype=torch.bool)

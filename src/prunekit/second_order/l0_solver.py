@@ -66,23 +66,49 @@ class L0Result:
 MAX_DOUBLINGS = 200  # step-length halvings per IHT step; 2^200 covers any float32 scale
 
 
-def lipschitz_constant(fisher: EmpiricalFisher, iterations: int = 30, seed: int = 0) -> float:
+def lipschitz_constant(
+    fisher: EmpiricalFisher,
+    iterations: int = 30,
+    seed: int = 0,
+    factors: dict[int, Tensor] | None = None,
+) -> float:
     """λ + max_b σ_max(G_b)²/m, the largest eigenvalue of F, by power iteration on
     G_bᵀG_b through products with G_b (never forming m×m or B×B matrices). An estimate
-    from below; the solver's backtracking covers the gap."""
+    from below; the solver's backtracking covers the gap.
+
+    ``factors``: block → the lower Cholesky factor L of mλI + G_bG_bᵀ, where computed
+    already. The same iterates are then taken in the m-dimensional space: with
+    u = G_b v/‖v‖, the next u is G_bG_bᵀu/‖G_bᵀu‖ and G_bG_bᵀu = L(Lᵀu) − mλu, so
+    after the first product with G_b each step reads the m×m factor twice instead of
+    G_b twice (at m = 10,000 on MLPNet, 0.4 GB against 2.6 GB). Equal in exact
+    arithmetic; the estimate differs by rounding only."""
     generator = torch.Generator().manual_seed(seed)
     largest = 0.0
+    m = fisher.num_samples
     for b in range(len(fisher.blocks)):
         g = fisher.block_grads(b)
         v = torch.randn(g.shape[1], generator=generator, dtype=g.dtype).to(g.device)
         estimate = 0.0
-        for _ in range(iterations):
-            v = v / torch.linalg.vector_norm(v)
-            gv = g @ v
-            estimate = float(gv @ gv)
-            v = g.T @ gv
+        factor = None if factors is None else factors.get(b)
+        if factor is not None and iterations > 0:
+            u = g @ (v / torch.linalg.vector_norm(v))
+            for step in range(iterations):
+                estimate = float(u @ u)
+                if step == iterations - 1:
+                    break
+                product = factor @ (factor.T @ u) - (m * fisher.damp) * u  # G_bG_bᵀu
+                norm_sq = float(u @ product)
+                if not norm_sq > 0:
+                    break  # u in G_b's null space: the estimate stays
+                u = product / norm_sq**0.5
+        else:
+            for _ in range(iterations):
+                v = v / torch.linalg.vector_norm(v)
+                gv = g @ v
+                estimate = float(gv @ gv)
+                v = g.T @ gv
         largest = max(largest, estimate)
-    return fisher.damp + largest / fisher.num_samples
+    return fisher.damp + largest / m
 
 
 def l0_solve(
@@ -136,6 +162,9 @@ def l0_solve(
         raise ConfigError(
             "need max_iterations ≥ 0, max_rounds ≥ 1, max_swap_rounds ≥ 0, swap_candidates ≥ 1"
         )
+    # the power iteration reads the base factors, where given, before the model takes
+    # them over (it empties the dict)
+    lipschitz = lipschitz_constant(fisher, factors=base_factors)
     model = FactoredLocalModel(w_bar, fisher, gradient, base_factors)
 
     def threshold(z: Tensor) -> Tensor:
@@ -145,7 +174,6 @@ def l0_solve(
         removed[torch.topk(scores, d - k, sorted=False).indices] = False
         return removed
 
-    lipschitz = lipschitz_constant(fisher)
     if start is None:
         starts = [threshold(w_bar - model.gradient / lipschitz)]
     else:
