@@ -217,3 +217,49 @@ def test_a_base_factor_past_reuse_is_let_go_before_the_new_gram():
         l0_inverse.column_gram = real_gram
     assert seen == [True]  # freed before the Gram was formed
     assert torch.equal(x, x_plain) and value == value_plain
+
+
+def test_explicit_form_from_an_inverse_computed_elsewhere_is_exact_without_a_gram(monkeypatch):
+    # the Fisher's own explicit F⁻¹ of a small block seeds the inverse; removing a few
+    # weights is then a Schur complement of it, not a fresh Gram and inverse
+    from prunekit.second_order import EmpiricalFisher
+
+    generator = torch.Generator().manual_seed(4)
+    g = torch.randn(40, 25, generator=generator, dtype=torch.float64)
+    fisher = EmpiricalFisher(g, 0.1, dtype=torch.float64, method="explicit")
+    built = []
+    real_init = ExplicitInverse.__init__
+    monkeypatch.setattr(
+        ExplicitInverse, "__init__", lambda self, *a: built.append(1) or real_init(self, *a)
+    )
+    inverse = ExplicitInverse.from_inverse(g, fisher.block_factor(0), 0.1)
+    check(inverse, g, torch.ones(25, dtype=torch.bool), 0.1)
+    kept = torch.ones(25, dtype=torch.bool)
+    kept[[2, 9, 20]] = False
+    inverse = kept_inverse(g, kept, 0.1, inverse)
+    assert not built
+    check(inverse, g, kept, 0.1)
+
+
+def test_a_small_kept_set_near_a_factored_kernel_is_a_woodbury_change_of_it(monkeypatch):
+    # |R| ≤ m would take the explicit form, but the kernel factored over a few more
+    # columns is a rank-r change away: cheaper than a fresh explicit inverse, and exact
+    from prunekit.second_order import EmpiricalFisher
+
+    generator = torch.Generator().manual_seed(5)
+    g = torch.randn(30, 32, generator=generator, dtype=torch.float64)
+    fisher = EmpiricalFisher(g, 0.1, dtype=torch.float64, method="woodbury")
+    factor = fisher.block_factor(0)
+    base = KernelInverse.from_factor(g, factor, 0.1)
+    kept = torch.ones(32, dtype=torch.bool)
+    kept[[1, 5, 7]] = False  # 29 ≤ m = 30 kept: explicit by size
+    assert l0_inverse.woodbury_pays(base, kept, 30, 29)
+    inverse = kept_inverse(g, kept, 0.1, base)
+    assert not inverse.explicit and inverse.factor is factor
+    check(inverse, g, kept, 0.1)
+    few = torch.zeros(32, dtype=torch.bool)
+    few[:4] = True  # 28 columns away from the base: a fresh 4×4 inverse is cheaper
+    assert not l0_inverse.woodbury_pays(base, few, 30, 4)
+    small = kept_inverse(g, few, 0.1, base)
+    assert small.explicit
+    check(small, g, few, 0.1)

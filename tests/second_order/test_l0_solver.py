@@ -227,17 +227,24 @@ def test_bad_arguments_are_config_errors():
 
 
 @pytest.mark.parametrize("first_order", [False, True])
-def test_l0_from_the_fishers_own_factor_finds_the_same_solution(first_order):
-    # seeding the backsolves with the Woodbury factor of the whole block (what the OBS
-    # start computed) changes the algebra's route, not the result
+@pytest.mark.parametrize(
+    "m,d,k,method",
+    [
+        (12, 60, 40, "woodbury"),  # kernel form throughout
+        (40, 44, 6, "woodbury"),  # kept sets ≤ m: Woodbury changes of the factored kernel
+        (60, 40, 25, "explicit"),  # the Fisher's explicit F⁻¹ seeds the explicit form
+    ],
+)
+def test_l0_from_the_fishers_own_factor_finds_the_same_solution(first_order, m, d, k, method):
+    # seeding the backsolves with the factor of the whole block (what the OBS start
+    # computed) changes the algebra's route, not the result
     from prunekit.second_order import EmpiricalFisher, l0_solve
 
     generator = torch.Generator().manual_seed(5)
-    m, d, k = 12, 60, 40
     g = torch.randn(m, d, generator=generator, dtype=torch.float64)
     w = torch.randn(d, generator=generator, dtype=torch.float64)
     gradient = g.mean(0) if first_order else None
-    fisher = EmpiricalFisher(g, 0.05, dtype=torch.float64, method="woodbury")
+    fisher = EmpiricalFisher(g, 0.05, dtype=torch.float64, method=method)
     start = torch.zeros(d, dtype=torch.bool)
     start[torch.sort(w.abs()).indices[:k]] = True
     plain = l0_solve(w, fisher, k, gradient=gradient, start=start, max_swap_rounds=10)

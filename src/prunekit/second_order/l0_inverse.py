@@ -49,6 +49,16 @@ class ExplicitInverse:
         system.diagonal().add_(damp)
         self.inverse = torch.cholesky_inverse(cholesky_or_raise(system, "F_RR", overwrite=True))
 
+    @classmethod
+    def from_inverse(cls, g_block: Tensor, inverse: Tensor, damp: float) -> ExplicitInverse:
+        """The inverse for every column of ``g_block`` kept, from ``inverse`` = F_b⁻¹
+        computed elsewhere (the Fisher's own explicit inverse): no Gram is formed."""
+        out = cls.__new__(cls)
+        out.g, out.damp, out.m = g_block, damp, g_block.shape[0]
+        out.kept = torch.arange(g_block.shape[1], device=g_block.device)
+        out.inverse, out.updates = inverse, 0
+        return out
+
     def updated(self, kept_mask: Tensor) -> ExplicitInverse:
         """The inverse for the kept set ``kept_mask`` (bool over the block)."""
         old = torch.zeros_like(kept_mask)
@@ -350,9 +360,26 @@ def kept_inverse(
     explicit = size <= m
     if previous is not None and previous.explicit == explicit:
         return previous.updated(kept_mask)
+    if previous is not None and explicit and woodbury_pays(previous, kept_mask, m, size):
+        # a small kept set, but a factored kernel a low-rank change away: its Woodbury
+        # update costs less than a fresh |R|×|R| Gram and inverse
+        return previous.updated(kept_mask)
     if explicit:
         return ExplicitInverse(g_block, kept_mask.nonzero().flatten(), damp)
     return KernelInverse(g_block, kept_mask, damp, max_rank=kernel_max_rank(m))
+
+
+def woodbury_pays(previous: KernelInverse, kept_mask: Tensor, m: int, size: int) -> bool:
+    """Whether updating the kernel-form ``previous`` to ``kept_mask`` (``size`` kept, at
+    most m) by Woodbury costs fewer operations than a fresh explicit inverse: the
+    change's solves and capacitance (2m²r + 2mr² + r³ for r changed columns, no
+    refactor) against the Gram and inverse (m·size² + 4·size³/3)."""
+    if previous.refactors(kept_mask):
+        return False
+    rank = int((kept_mask ^ previous.base_mask).sum())
+    woodbury = 2.0 * m * m * rank + 2.0 * m * rank * rank + float(rank) ** 3
+    fresh = float(m) * size * size + 4.0 * float(size) ** 3 / 3.0
+    return woodbury < fresh
 
 
 def keeps_gram(g_block: Tensor) -> bool:

@@ -42,11 +42,16 @@ class FactoredLocalModel:
         self.fisher_diagonal = (
             torch.linalg.vector_norm(self.grads_t, dim=1).square() / self.m + self.damp
         )
-        # ``base_factors``: Woodbury factors of whole blocks (mλI + G_bG_bᵀ) computed
-        # already: the first backsolves start from them instead of forming a Gram
-        # (the dict is emptied: the factors are then freed as soon as they are replaced)
+        # ``base_factors``: factors of whole blocks computed already (the Cholesky
+        # factor of mλI + G_bG_bᵀ of a Woodbury block, the explicit F_b⁻¹ of another):
+        # the first backsolves start from them instead of forming a Gram (the dict is
+        # emptied: the factors are then freed as soon as they are replaced)
         self._inverses: dict[int, ExplicitInverse | KernelInverse] = {
-            b: KernelInverse.from_factor(fisher.block_grads(b), factor, self.damp)
+            b: (
+                KernelInverse.from_factor(fisher.block_grads(b), factor, self.damp)
+                if fisher.methods[b] == "woodbury"
+                else ExplicitInverse.from_inverse(fisher.block_grads(b), factor, self.damp)
+            )
             for b, factor in (base_factors or {}).items()
         }
         if base_factors:

@@ -136,9 +136,10 @@ def l0_solve(
             the d − k largest |w̄ − ḡ/Lip| (the first IHT step from w̄) are kept.
         fixed_removed: weights that must stay removed (earlier stages' removals).
         tol: relative decrease of φ under which IHT has stalled and a swap is too small.
-        base_factors: block → the lower Cholesky factor of mλI + G_bG_bᵀ over the whole
-            block, when already computed (``fisher.block_factor`` of a Woodbury block):
-            the backsolves start from it (O(m²·|removed|)) instead of a fresh Gram.
+        base_factors: block → ``fisher.block_factor(b)`` over the whole block, when
+            already computed: the lower Cholesky factor of mλI + G_bG_bᵀ (a Woodbury
+            block) or the explicit F_b⁻¹. The backsolves start from it (a low-rank
+            change for the removed weights) instead of a fresh Gram and factor.
 
     Example::
 
@@ -164,7 +165,8 @@ def l0_solve(
         )
     # the power iteration reads the base factors, where given, before the model takes
     # them over (it empties the dict)
-    lipschitz = lipschitz_constant(fisher, factors=base_factors)
+    kernels = {b: f for b, f in (base_factors or {}).items() if fisher.methods[b] == "woodbury"}
+    lipschitz = lipschitz_constant(fisher, factors=kernels)
     model = FactoredLocalModel(w_bar, fisher, gradient, base_factors)
 
     def threshold(z: Tensor) -> Tensor:

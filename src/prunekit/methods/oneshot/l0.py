@@ -70,13 +70,10 @@ def l0_selection(problem: OneShotProblem, settings: L0Settings, update) -> Selec
     starts = [
         alive_start(name, w_alive, sub, gradient_alive, k_alive) for name in settings.start_names
     ]
-    # the OBS start's Woodbury factors (mλI + GGᵀ over each block's alive weights) seed
-    # the solver's backsolves: each start's removals are then a low-rank change of them
-    factors = {
-        b: sub.block_factor(b)
-        for b in range(len(sub.blocks))
-        if sub.methods[b] == "woodbury" and sub.has_factor(b)
-    }
+    # the OBS start's factors (the Cholesky factor of mλI + GGᵀ over each Woodbury
+    # block's alive weights, or the explicit F⁻¹ of a small block) seed the solver's
+    # backsolves: each start's removals are then a low-rank change of them
+    factors = {b: sub.block_factor(b) for b in range(len(sub.blocks)) if sub.has_factor(b)}
     sub.release_factors()  # the solver's model holds the factors from here on
     result = l0_solve(
         w_alive,
