@@ -84,13 +84,10 @@ class ExplicitInverse:
             drop = (~stays).nonzero().flatten()
             m_kd = inverse[keep[:, None], drop]
             m_dd = inverse[drop[:, None], drop]
-            correction = m_kd @ torch.linalg.solve(m_dd, m_kd.T)
+            # the Schur complement written into the one gathered copy (no |R|×|R|
+            # temporary); rounding asymmetry is left to the periodic rebuild
             inverse = inverse[keep[:, None], keep]
-            inverse -= correction
-            del correction
-            symmetric = inverse.mT.contiguous()  # (M + Mᵀ)/2, without a strided sum
-            symmetric += inverse
-            inverse = symmetric.div_(2)
+            inverse.addmm_(m_kd, torch.linalg.solve(m_dd, m_kd.T), alpha=-1.0)
             kept = kept[keep]
         if len(joins):
             g_r, g_a = gather_columns(self.g, kept), gather_columns(self.g, joins)
@@ -105,7 +102,7 @@ class ExplicitInverse:
             # [[M + BS⁻¹Bᵀ, −BS⁻¹], [−S⁻¹Bᵀ, S⁻¹]], written into one array
             size, joined = len(kept), len(joins)
             bordered = inverse.new_empty(size + joined, size + joined)
-            torch.add(inverse, bs @ b.T, out=bordered[:size, :size])
+            torch.addmm(inverse, bs, b.T, out=bordered[:size, :size])
             torch.neg(bs, out=bordered[:size, size:])
             bordered[size:, :size] = bordered[:size, size:].T
             bordered[size:, size:] = schur_inverse
@@ -121,8 +118,12 @@ class ExplicitInverse:
         return v if v.shape[0] == 0 else self.inverse @ v
 
     def cross(self, columns: Tensor) -> Tensor:
-        """F_{R,J} = G_RᵀG_J/m for block-local columns J, rows in the order of ``kept``."""
-        return gather_columns(self.g, self.kept).T @ gather_columns(self.g, columns) / self.m
+        """F_{R,J} = G_RᵀG_J/m for block-local columns J, rows in the order of ``kept``
+        (through the whole block's G when R is most of it: one read of G, no copy)."""
+        g_j = gather_columns(self.g, columns)
+        if 2 * len(self.kept) > self.g.shape[1]:
+            return (self.g.T @ g_j)[self.kept] / self.m
+        return gather_columns(self.g, self.kept).T @ g_j / self.m
 
     def diagonal_at(self, positions: Tensor, cache: bool = True) -> Tensor:
         """M_ii at positions (in the order of ``kept``; ``cache`` is the kernel form's)."""
