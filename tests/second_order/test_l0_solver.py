@@ -117,7 +117,7 @@ def test_backsolve_and_kept_inverse_match_dense_algebra():
     model = FactoredLocalModel(w, fisher, gradient)
     removed = torch.zeros(14, dtype=torch.bool)
     removed[[0, 2, 3, 7, 11]] = True
-    x, value, inverses = model.backsolve(removed)
+    x, value, inverses, _ = model.backsolve(removed)
     update = cbs_update(w, fisher, removed, gradient=gradient)
     torch.testing.assert_close(x, update.weights)
     assert value == pytest.approx(update.loss_change, rel=1e-10)
@@ -135,6 +135,41 @@ def test_backsolve_and_kept_inverse_match_dense_algebra():
         torch.testing.assert_close(inverse.matmul(v), torch.linalg.solve(f_rr, v))
 
 
+@pytest.mark.parametrize("m", [3, 40])  # kernel (Woodbury, |R| > m) and explicit forms
+@pytest.mark.parametrize("removed_count", [2, 12])  # R most of a block, or under half
+def test_backsolve_matches_the_dense_solve_and_returns_g_delta(m, removed_count):
+    """Each form's step (the kernel form's push-through route: Gδ = −m·K⁻¹(λh + G_Rḡ_R)
+    with no product for it) against a dense solve on R, two blocks, with a gradient;
+    the returned G_b(x_b − w̄_b) against the product itself."""
+    generator = torch.Generator().manual_seed(m + removed_count)
+    d = 16
+    grads = torch.randn(m, d, generator=generator, dtype=torch.float64)
+    w = torch.randn(d, generator=generator, dtype=torch.float64)
+    gradient = 0.3 * torch.randn(d, generator=generator, dtype=torch.float64)
+    blocks = [(0, 7), (7, d)]
+    fisher = EmpiricalFisher(grads, 0.05, blocks, dtype=torch.float64)
+    dense = dense_fisher(grads, 0.05, blocks)
+    removed = torch.zeros(d, dtype=torch.bool)
+    removed[torch.randperm(d, generator=generator)[:removed_count]] = True
+    model = FactoredLocalModel(w, fisher, gradient)
+    x, value, inverses, g_delta = model.backsolve(removed)
+    kept = (~removed).nonzero().flatten()
+    # minimiser of ḡᵀδ + ½δᵀFδ with δ_Q = −w̄_Q: F_RR δ_R = −ḡ_R + F_RQ w̄_Q
+    delta = -w.clone()
+    delta[kept] = torch.linalg.solve(
+        dense[kept][:, kept], -gradient[kept] + dense[kept][:, removed] @ w[removed]
+    )
+    torch.testing.assert_close(x, w + delta, rtol=1e-9, atol=1e-10)
+    assert (x[removed] == 0).all()
+    assert value == pytest.approx(float(gradient @ delta + 0.5 * delta @ dense @ delta), rel=1e-9)
+    for (s, e), got in zip(blocks, g_delta, strict=True):
+        torch.testing.assert_close(got, grads[:, s:e] @ (x[s:e] - w[s:e]), rtol=1e-9, atol=1e-10)
+    if m == 40:
+        assert all(inverse.explicit for inverse in inverses)
+    elif removed_count == 2:
+        assert not any(inverse.explicit for inverse in inverses)
+
+
 @pytest.mark.parametrize("with_gradient", [False, True])
 def test_swap_prediction_is_the_exact_change(with_gradient):
     checked = 0
@@ -143,7 +178,7 @@ def test_swap_prediction_is_the_exact_change(with_gradient):
         model = FactoredLocalModel(w, fisher, gradient)
         removed = magnitude_start(w, k)
         fixed = torch.zeros(13, dtype=torch.bool)
-        x, value, inverses = model.backsolve(removed)
+        x, value, inverses, _ = model.backsolve(removed)
         grad = model.grad(x, model.g_delta(x))
         pairs = improving_swaps(model, x, grad, removed, fixed, inverses, candidates=13)
         checked += len(pairs)
@@ -171,7 +206,7 @@ def test_swap_prediction_is_exact_in_the_kernel_form_too(with_gradient):
         dense = dense_fisher(grads, 0.05, [(0, d)])
         model = FactoredLocalModel(w, fisher, gradient)
         removed = lowest_k_mask(-w.abs(), k)  # the largest removed: swaps must help
-        x, value, inverses = model.backsolve(removed)
+        x, value, inverses, _ = model.backsolve(removed)
         assert not inverses[0].explicit  # |R| = 10 > m = 4
         grad = model.grad(x, model.g_delta(x))
         fixed = torch.zeros(d, dtype=torch.bool)

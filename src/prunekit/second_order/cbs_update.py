@@ -153,7 +153,7 @@ def _solve_blocks(
             h = g @ w_removed  # G_Q w_Q without copying G_Q
             if route == "kept":
                 g_r = gather_columns(g, r)
-                system = g_r.T @ g_r / m
+                system = column_gram(g_r.T).div_(m)  # G_RᵀG_R, lower half multiplied
                 system.diagonal().add_(fisher.damp)
                 rhs = g_r.T @ h / m
                 if gradient is not None:

@@ -310,7 +310,7 @@ class EmpiricalFisher:
                 kernel.diagonal().add_(m * self.damp)
                 factor = cholesky_or_raise(kernel, "mλI + GGᵀ", overwrite=True)
             else:
-                fisher = g.T @ g / m
+                fisher = column_gram(g.T).div_(m)  # GᵀG, lower half multiplied
                 fisher.diagonal().add_(self.damp)
                 factor = torch.cholesky_inverse(
                     cholesky_or_raise(fisher, "the Fisher block", overwrite=True)
@@ -550,8 +550,8 @@ def all_finite(values: Tensor, chunk_bytes: int = 64 * 2**20) -> bool:
 def column_gram(
     g: Tensor, columns: Tensor | None = None, chunk: int = 4096, row_block: int = 1024
 ) -> Tensor:
-    """G_C G_Cᵀ (m×m) for the columns C of ``g`` (None: all of them), copying at most
-    ``chunk`` of them at a time (G_C itself would be as large as G). Only the lower
+    """G_C G_Cᵀ (m×m) for the columns C of ``g`` (None: all of them; GᵀG for ``g`` = Gᵀ),
+    copying at most ``chunk`` of them at a time (G_C itself would be as large as G). Only the lower
     block triangle is multiplied (row blocks of ``row_block``), then mirrored: about
     half the flops of the full product."""
     m = g.shape[0]

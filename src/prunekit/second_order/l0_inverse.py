@@ -45,7 +45,8 @@ class ExplicitInverse:
             self.inverse = g_block.new_zeros(0, 0)
             return
         g_r = gather_columns(g_block, kept)
-        system = g_r.T @ g_r / self.m
+        system = column_gram(g_r.T).div_(self.m)  # G_RᵀG_R, lower half multiplied
+        del g_r
         system.diagonal().add_(damp)
         self.inverse = torch.cholesky_inverse(cholesky_or_raise(system, "F_RR", overwrite=True))
 
@@ -282,6 +283,21 @@ class KernelInverse:
         y = self.solve(self._g_r(v))
         return (v - (self.g.T @ y)[self.kept]) / self.damp
 
+    def kept_newton(self, removed_weights: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor]:
+        """The backsolve's step on R and its image: δ_R = M(G_Rᵀh/m − ḡ_R) with
+        h = G w_Q (``removed_weights``: w̄ on the removed columns, 0 on R; ``gradient``:
+        ḡ over the block), and Gδ = G_Rδ_R − h.
+
+        With t = K⁻¹(λh + G_Rḡ_R): δ_R = (G_Rᵀt − ḡ_R)/λ and Gδ = −m·t, because
+        G_R(G_Rᵀh/m − ḡ_R) = (K − mλI)h/m − G_Rḡ_R. One read of G gives h and G_Rḡ_R
+        together, one read of Gᵀ gives G_Rᵀt, and there is one solve with K. The same
+        algebra through ``matmul`` and a product for Gδ reads G five times."""
+        kept_gradient = torch.where(self.kept_mask, gradient, 0.0)
+        both = self.g @ torch.stack([removed_weights, kept_gradient], dim=1)  # (m, 2)
+        t = self.solve(self.damp * both[:, 0] + both[:, 1])
+        step = ((self.g.T @ t)[self.kept] - gradient[self.kept]) / self.damp
+        return step, -self.m * t
+
     def cross(self, columns: Tensor) -> Tensor:
         """F_{R,J} = G_RᵀG_J/m for block-local columns J, rows in the order of ``kept``."""
         return (self.g.T @ gather_columns(self.g, columns))[self.kept] / self.m
@@ -393,8 +409,11 @@ def keeps_gram(g_block: Tensor) -> bool:
 
 def kernel_max_rank(m: int) -> int:
     """Columns a kernel-form inverse may differ from its factored base by before it is
-    refactored: Woodbury costs O(m²·r) once, a refactor O(m³/3)."""
-    return max(64, min(2048, m // 4))
+    refactored. At r ≤ m/4 the Woodbury set-up (2m²·r ≤ m³/2 for the solves) costs less
+    than any refactor (a Gram m²·|R| plus a Cholesky m³/3, at least 4m³/3 as |R| > m
+    in this form), and its working set (W, Z and the store of 2r solves, about 4·m·r
+    numbers) is at most one m×m matrix, what a refactor holds."""
+    return max(64, m // 4)
 
 
 def KeptInverse(g_kept: Tensor, damp: float) -> ExplicitInverse | KernelInverse:  # noqa: N802

@@ -10,6 +10,8 @@ changed (``l0_inverse``). Masks are bool, True = removed.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -21,7 +23,7 @@ from prunekit.second_order.l0_inverse import (
     kept_inverse,
 )
 
-__all__ = ["FactoredLocalModel", "KeptInverse", "ExplicitInverse", "KernelInverse"]
+__all__ = ["Backsolved", "FactoredLocalModel", "KeptInverse", "ExplicitInverse", "KernelInverse"]
 
 
 class FactoredLocalModel:
@@ -59,16 +61,16 @@ class FactoredLocalModel:
 
     def g_delta(self, x: Tensor) -> list[Tensor]:
         """G_b δ_b for δ = x − w̄, from the non-zero entries of x when it is sparse."""
-        out = []
-        for b, (s, e) in enumerate(self.blocks):
-            local = x[s:e]
-            support = local.nonzero().flatten()
-            if 2 * len(support) < e - s:
-                gx = local[support] @ self.grads_t[s + support]
-            else:
-                gx = local @ self.grads_t[s:e]
-            out.append(gx - self.g_w_bar[b])
-        return out
+        return [self._block_g_delta(b, x[s:e]) for b, (s, e) in enumerate(self.blocks)]
+
+    def _block_g_delta(self, b: int, local: Tensor) -> Tensor:
+        s, e = self.blocks[b]
+        support = local.nonzero().flatten()
+        if 2 * len(support) < e - s:
+            gx = local[support] @ self.grads_t[s + support]
+        else:
+            gx = local @ self.grads_t[s:e]
+        return gx - self.g_w_bar[b]
 
     def value(self, x: Tensor, gd: list[Tensor]) -> float:
         """φ(x) given gd = g_delta(x)."""
@@ -83,15 +85,14 @@ class FactoredLocalModel:
         )
         return self.gradient + self.damp * (x - self.w_bar) + products / self.m
 
-    def backsolve(
-        self, removed: Tensor
-    ) -> tuple[Tensor, float, list[ExplicitInverse | KernelInverse]]:
+    def backsolve(self, removed: Tensor) -> Backsolved:
         """The exact minimiser x of φ with x_Q = 0 for Q = ``removed`` (the kept-set route
         of ``cbs_update`` with a gradient): per block, with h = G_Q w̄_Q,
-        x_R = w̄_R + F_RR⁻¹(G_Rᵀh/m − ḡ_R). Returns x, φ(x) and each block's F_RR⁻¹
-        (updated from the previous backsolve's when the kept set changed little)."""
+        x_R = w̄_R + F_RR⁻¹(G_Rᵀh/m − ḡ_R). Returns x, φ(x), each block's F_RR⁻¹
+        (updated from the previous backsolve's when the kept set changed little) and
+        G_b(x_b − w̄_b) per block (what ``grad`` and ``value`` take)."""
         x = torch.zeros_like(self.w_bar)
-        inverses = []
+        inverses, g_delta = [], []
         for b, (s, e) in enumerate(self.blocks):
             local_removed = removed[s:e]
             g_block = self.fisher.block_grads(b)
@@ -105,9 +106,46 @@ class FactoredLocalModel:
             self._inverses[b] = inverse
             inverses.append(inverse)
             kept = inverse.kept
+            w_block, gradient_block = self.w_bar[s:e], self.gradient[s:e]
             if len(kept) == 0:
+                g_delta.append(-self.g_w_bar[b])
                 continue
-            h = g_block @ torch.where(local_removed, self.w_bar[s:e], 0.0)
-            rhs = (g_block.T @ h)[kept] / self.m - self.gradient[s + kept]
-            x[s + kept] = self.w_bar[s + kept] + inverse.matmul(rhs)
-        return x, self.value(x, self.g_delta(x)), inverses
+            if inverse.explicit:
+                step, g_step = self._explicit_step(b, inverse)
+            else:
+                step, g_step = inverse.kept_newton(
+                    torch.where(local_removed, w_block, 0.0), gradient_block
+                )
+            x[s + kept] = w_block[kept] + step
+            g_delta.append(g_step)
+        return Backsolved(x, self.value(x, g_delta), inverses, g_delta)
+
+    def _explicit_step(self, b: int, inverse: ExplicitInverse) -> tuple[Tensor, Tensor]:
+        """δ_R = M(G_Rᵀh/m − ḡ_R) and G_bδ_b = G_Rδ_R − h for an explicit M = F_RR⁻¹
+        (|R| ≤ m), with h = G_Q w̄_Q = G w̄ − G_R w̄_R: where R is under half the block,
+        through its rows of Gᵀ alone (one |R|×m gather, no pass over the block)."""
+        s, e = self.blocks[b]
+        kept = inverse.kept
+        w_kept, gradient_kept = self.w_bar[s + kept], self.gradient[s + kept]
+        if 2 * len(kept) < e - s:
+            g_kept = self.grads_t[s + kept]  # (|R|, m)
+            h = self.g_w_bar[b] - w_kept @ g_kept
+            step = inverse.matmul(g_kept @ h / self.m - gradient_kept)
+            return step, step @ g_kept - h
+        grads_t = self.grads_t[s:e]
+        local = torch.zeros_like(self.w_bar[s:e])
+        local[kept] = w_kept
+        h = self.g_w_bar[b] - local @ grads_t
+        step = inverse.matmul((grads_t @ h)[kept] / self.m - gradient_kept)
+        local[kept] = step
+        return step, local @ grads_t - h
+
+
+class Backsolved(NamedTuple):
+    """A backsolve's result: the point ``x`` (removed weights 0), φ(x), each block's
+    F_RR⁻¹ and G_b(x_b − w̄_b) per block."""
+
+    x: Tensor
+    objective: float
+    inverses: list[ExplicitInverse | KernelInverse]
+    g_delta: list[Tensor]

@@ -212,26 +212,27 @@ def _solve_from(
 ) -> L0Result:
     """The three phases from one start mask."""
     history: list[L0Step] = []
-    x, objective, inverses = model.backsolve(removed)
+    x, objective, inverses, g_delta = model.backsolve(removed)
     history.append(L0Step("start", objective))
 
     iterations = 0
     for _round in range(max_rounds):
         _x, new_removed, steps = _iht(
-            model, x, removed, lipschitz, threshold, max_iterations, tol, history
+            model, x, g_delta, removed, lipschitz, threshold, max_iterations, tol, history
         )
         iterations += steps
         if torch.equal(new_removed, removed):
             break
-        x_new, objective_new, inverses_new = model.backsolve(new_removed)
-        history.append(L0Step("backsolve", objective_new))
-        if objective_new >= objective:
+        solved = model.backsolve(new_removed)
+        history.append(L0Step("backsolve", solved.objective))
+        if solved.objective >= objective:
             break  # only through rounding: IHT descends and the backsolve is optimal
-        x, removed, objective, inverses = x_new, new_removed, objective_new, inverses_new
+        x, objective, inverses, g_delta = solved
+        removed = new_removed
 
     swaps, batch = 0, 1
     for _ in range(max_swap_rounds):
-        grad_x = model.grad(x, model.g_delta(x))
+        grad_x = model.grad(x, g_delta)
         pairs = improving_swaps(model, x, grad_x, removed, fixed, inverses, swap_candidates)
         pairs = [p for p in pairs if p.predicted < -tol * abs(objective)]
         if not pairs:
@@ -241,13 +242,14 @@ def _solve_from(
             trial = removed.clone()
             for pair in pairs[:batch]:
                 trial[pair.keep_out], trial[pair.free] = True, False
-            x_new, objective_new, inverses_new = model.backsolve(trial)
-            if objective_new < objective or batch == 1:
+            solved = model.backsolve(trial)
+            if solved.objective < objective or batch == 1:
                 break
             batch //= 2  # the pairs interact: fewer at once
-        if objective_new >= objective:
+        if solved.objective >= objective:
             break  # a single swap's prediction is exact: this guards against rounding
-        x, removed, objective, inverses = x_new, trial, objective_new, inverses_new
+        x, objective, inverses, g_delta = solved
+        removed = trial
         swaps += batch
         history.append(L0Step("swap", objective))
         batch *= 2
@@ -258,6 +260,7 @@ def _solve_from(
 def _iht(
     model: FactoredLocalModel,
     x: Tensor,
+    gd: list[Tensor],
     removed: Tensor,
     lipschitz: float,
     threshold: Callable[[Tensor], Tensor],
@@ -272,8 +275,8 @@ def _iht(
     z = y − ∇φ(y)/L and keeps the d − k largest |z|. L starts at half the previous one
     and doubles until the curvature along the step is at most L (so the step is a
     majorisation step); a step that does not lower φ restarts without momentum (β = 0),
-    so φ never increases. Gy is (1+β)Gx − βGx_prev: no extra products with G."""
-    gd = model.g_delta(x)
+    so φ never increases. ``gd`` is G(x − w̄) per block; Gy is (1+β)Gx − βGx_prev: no
+    extra products with G."""
     objective = model.value(x, gd)
     damp, m = model.damp, model.m
     x_prev, gd_prev = x, gd
