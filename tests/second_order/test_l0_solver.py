@@ -117,7 +117,7 @@ def test_backsolve_and_kept_inverse_match_dense_algebra():
     model = FactoredLocalModel(w, fisher, gradient)
     removed = torch.zeros(14, dtype=torch.bool)
     removed[[0, 2, 3, 7, 11]] = True
-    x, value, inverses, _ = model.backsolve(removed)
+    x, value, inverses = model.backsolve(removed)[:3]
     update = cbs_update(w, fisher, removed, gradient=gradient)
     torch.testing.assert_close(x, update.weights)
     assert value == pytest.approx(update.loss_change, rel=1e-10)
@@ -152,7 +152,8 @@ def test_backsolve_matches_the_dense_solve_and_returns_g_delta(m, removed_count)
     removed = torch.zeros(d, dtype=torch.bool)
     removed[torch.randperm(d, generator=generator)[:removed_count]] = True
     model = FactoredLocalModel(w, fisher, gradient)
-    x, value, inverses, g_delta = model.backsolve(removed)
+    solved = model.backsolve(removed)
+    x, value, inverses, g_delta = solved.x, solved.objective, solved.inverses, solved.g_delta
     kept = (~removed).nonzero().flatten()
     # minimiser of ḡᵀδ + ½δᵀFδ with δ_Q = −w̄_Q: F_RR δ_R = −ḡ_R + F_RQ w̄_Q
     delta = -w.clone()
@@ -164,6 +165,10 @@ def test_backsolve_matches_the_dense_solve_and_returns_g_delta(m, removed_count)
     assert value == pytest.approx(float(gradient @ delta + 0.5 * delta @ dense @ delta), rel=1e-9)
     for (s, e), got in zip(blocks, g_delta, strict=True):
         torch.testing.assert_close(got, grads[:, s:e] @ (x[s:e] - w[s:e]), rtol=1e-9, atol=1e-10)
+    # ∇φ(x) = ḡ + Fδ, from the kernel form's solve where it gives it (no product)
+    torch.testing.assert_close(solved.gradient(model), gradient + dense @ delta)
+    assert solved.gradient(model)[kept].abs().max() < 1e-9
+    assert [c is None for c in solved.curvature] == [i.explicit for i in inverses]
     if m == 40:
         assert all(inverse.explicit for inverse in inverses)
     elif removed_count == 2:
@@ -178,7 +183,7 @@ def test_swap_prediction_is_the_exact_change(with_gradient):
         model = FactoredLocalModel(w, fisher, gradient)
         removed = magnitude_start(w, k)
         fixed = torch.zeros(13, dtype=torch.bool)
-        x, value, inverses, _ = model.backsolve(removed)
+        x, value, inverses = model.backsolve(removed)[:3]
         grad = model.grad(x, model.g_delta(x))
         pairs = improving_swaps(model, x, grad, removed, fixed, inverses, candidates=13)
         checked += len(pairs)
@@ -206,7 +211,7 @@ def test_swap_prediction_is_exact_in_the_kernel_form_too(with_gradient):
         dense = dense_fisher(grads, 0.05, [(0, d)])
         model = FactoredLocalModel(w, fisher, gradient)
         removed = lowest_k_mask(-w.abs(), k)  # the largest removed: swaps must help
-        x, value, inverses, _ = model.backsolve(removed)
+        x, value, inverses = model.backsolve(removed)[:3]
         assert not inverses[0].explicit  # |R| = 10 > m = 4
         grad = model.grad(x, model.g_delta(x))
         fixed = torch.zeros(d, dtype=torch.bool)

@@ -283,20 +283,24 @@ class KernelInverse:
         y = self.solve(self._g_r(v))
         return (v - (self.g.T @ y)[self.kept]) / self.damp
 
-    def kept_newton(self, removed_weights: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor]:
-        """The backsolve's step on R and its image: δ_R = M(G_Rᵀh/m − ḡ_R) with
+    def kept_newton(
+        self, removed_weights: Tensor, gradient: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The backsolve's step on R and its images: δ_R = M(G_Rᵀh/m − ḡ_R) with
         h = G w_Q (``removed_weights``: w̄ on the removed columns, 0 on R; ``gradient``:
-        ḡ over the block), and Gδ = G_Rδ_R − h.
+        ḡ over the block), Gδ = G_Rδ_R − h and GᵀGδ/m over the whole block.
 
-        With t = K⁻¹(λh + G_Rḡ_R): δ_R = (G_Rᵀt − ḡ_R)/λ and Gδ = −m·t, because
-        G_R(G_Rᵀh/m − ḡ_R) = (K − mλI)h/m − G_Rḡ_R. One read of G gives h and G_Rḡ_R
-        together, one read of Gᵀ gives G_Rᵀt, and there is one solve with K. The same
-        algebra through ``matmul`` and a product for Gδ reads G five times."""
+        With t = K⁻¹(λh + G_Rḡ_R): δ_R = (G_Rᵀt − ḡ_R)/λ, Gδ = −m·t and GᵀGδ/m = −Gᵀt,
+        because G_R(G_Rᵀh/m − ḡ_R) = (K − mλI)h/m − G_Rḡ_R. One read of G gives h and
+        G_Rḡ_R together, one read of Gᵀ gives Gᵀt, and there is one solve with K. The
+        same algebra through ``matmul``, a product for Gδ and one for GᵀGδ reads G six
+        times."""
         kept_gradient = torch.where(self.kept_mask, gradient, 0.0)
         both = self.g @ torch.stack([removed_weights, kept_gradient], dim=1)  # (m, 2)
         t = self.solve(self.damp * both[:, 0] + both[:, 1])
-        step = ((self.g.T @ t)[self.kept] - gradient[self.kept]) / self.damp
-        return step, -self.m * t
+        g_t = self.g.T @ t
+        step = (g_t[self.kept] - gradient[self.kept]) / self.damp
+        return step, -self.m * t, g_t.neg_()
 
     def cross(self, columns: Tensor) -> Tensor:
         """F_{R,J} = G_RᵀG_J/m for block-local columns J, rows in the order of ``kept``."""

@@ -78,12 +78,19 @@ class FactoredLocalModel:
         quadratic = self.damp * (delta @ delta) + sum(y @ y for y in gd) / self.m
         return float(self.gradient @ delta + 0.5 * quadratic)
 
-    def grad(self, x: Tensor, gd: list[Tensor]) -> Tensor:
-        """∇φ(x) = ḡ + λδ + Gᵀ(Gδ)/m given gd = g_delta(x)."""
+    def grad(
+        self, x: Tensor, gd: list[Tensor], known: list[Tensor | None] | None = None
+    ) -> Tensor:
+        """∇φ(x) = ḡ + λδ + Gᵀ(Gδ)/m given gd = g_delta(x); ``known``: per block
+        G_bᵀ(G_bδ_b)/m where computed already (a backsolve's, else None)."""
+        known = known or [None] * len(self.blocks)
         products = torch.cat(
-            [self.grads_t[s:e] @ y for (s, e), y in zip(self.blocks, gd, strict=True)]
+            [
+                self.grads_t[s:e] @ y / self.m if done is None else done
+                for (s, e), y, done in zip(self.blocks, gd, known, strict=True)
+            ]
         )
-        return self.gradient + self.damp * (x - self.w_bar) + products / self.m
+        return self.gradient + self.damp * (x - self.w_bar) + products
 
     def backsolve(self, removed: Tensor) -> Backsolved:
         """The exact minimiser x of φ with x_Q = 0 for Q = ``removed`` (the kept-set route
@@ -92,7 +99,7 @@ class FactoredLocalModel:
         (updated from the previous backsolve's when the kept set changed little) and
         G_b(x_b − w̄_b) per block (what ``grad`` and ``value`` take)."""
         x = torch.zeros_like(self.w_bar)
-        inverses, g_delta = [], []
+        inverses, g_delta, curvature = [], [], []
         for b, (s, e) in enumerate(self.blocks):
             local_removed = removed[s:e]
             g_block = self.fisher.block_grads(b)
@@ -109,16 +116,19 @@ class FactoredLocalModel:
             w_block, gradient_block = self.w_bar[s:e], self.gradient[s:e]
             if len(kept) == 0:
                 g_delta.append(-self.g_w_bar[b])
+                curvature.append(None)
                 continue
             if inverse.explicit:
                 step, g_step = self._explicit_step(b, inverse)
+                curvature.append(None)
             else:
-                step, g_step = inverse.kept_newton(
+                step, g_step, block_curvature = inverse.kept_newton(
                     torch.where(local_removed, w_block, 0.0), gradient_block
                 )
+                curvature.append(block_curvature)
             x[s + kept] = w_block[kept] + step
             g_delta.append(g_step)
-        return Backsolved(x, self.value(x, g_delta), inverses, g_delta)
+        return Backsolved(x, self.value(x, g_delta), inverses, g_delta, curvature)
 
     def _explicit_step(self, b: int, inverse: ExplicitInverse) -> tuple[Tensor, Tensor]:
         """δ_R = M(G_Rᵀh/m − ḡ_R) and G_bδ_b = G_Rδ_R − h for an explicit M = F_RR⁻¹
@@ -143,9 +153,15 @@ class FactoredLocalModel:
 
 class Backsolved(NamedTuple):
     """A backsolve's result: the point ``x`` (removed weights 0), φ(x), each block's
-    F_RR⁻¹ and G_b(x_b − w̄_b) per block."""
+    F_RR⁻¹, G_b(x_b − w̄_b) per block, and G_bᵀG_b(x_b − w̄_b)/m per block where the
+    solve gave it for free (kernel form; else None): ``grad(x, g_delta, curvature)``."""
 
     x: Tensor
     objective: float
     inverses: list[ExplicitInverse | KernelInverse]
     g_delta: list[Tensor]
+    curvature: list[Tensor | None]
+
+    def gradient(self, model: FactoredLocalModel) -> Tensor:
+        """∇φ at ``x``: zero on the kept weights up to rounding."""
+        return model.grad(self.x, self.g_delta, self.curvature)

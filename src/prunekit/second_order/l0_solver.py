@@ -35,7 +35,7 @@ from torch import Tensor
 
 from prunekit.errors import ConfigError
 from prunekit.second_order.fisher import EmpiricalFisher
-from prunekit.second_order.l0_model import FactoredLocalModel
+from prunekit.second_order.l0_model import Backsolved, FactoredLocalModel
 from prunekit.second_order.l0_swaps import improving_swaps
 from prunekit.second_order.local_model import check_gradient
 from prunekit.second_order.obs import _check_mask
@@ -212,44 +212,45 @@ def _solve_from(
 ) -> L0Result:
     """The three phases from one start mask."""
     history: list[L0Step] = []
-    x, objective, inverses, g_delta = model.backsolve(removed)
+    solved = model.backsolve(removed)
+    x, objective, inverses = solved.x, solved.objective, solved.inverses
     history.append(L0Step("start", objective))
 
     iterations = 0
     for _round in range(max_rounds):
         _x, new_removed, steps = _iht(
-            model, x, g_delta, removed, lipschitz, threshold, max_iterations, tol, history
+            model, solved, removed, lipschitz, threshold, max_iterations, tol, history
         )
         iterations += steps
         if torch.equal(new_removed, removed):
             break
-        solved = model.backsolve(new_removed)
-        history.append(L0Step("backsolve", solved.objective))
-        if solved.objective >= objective:
+        trial = model.backsolve(new_removed)
+        history.append(L0Step("backsolve", trial.objective))
+        if trial.objective >= objective:
             break  # only through rounding: IHT descends and the backsolve is optimal
-        x, objective, inverses, g_delta = solved
-        removed = new_removed
+        solved, removed = trial, new_removed
+        x, objective, inverses = solved.x, solved.objective, solved.inverses
 
     swaps, batch = 0, 1
     for _ in range(max_swap_rounds):
-        grad_x = model.grad(x, g_delta)
+        grad_x = solved.gradient(model)
         pairs = improving_swaps(model, x, grad_x, removed, fixed, inverses, swap_candidates)
         pairs = [p for p in pairs if p.predicted < -tol * abs(objective)]
         if not pairs:
             break
         batch = min(batch, len(pairs))
         while True:
-            trial = removed.clone()
+            trial_removed = removed.clone()
             for pair in pairs[:batch]:
-                trial[pair.keep_out], trial[pair.free] = True, False
-            solved = model.backsolve(trial)
-            if solved.objective < objective or batch == 1:
+                trial_removed[pair.keep_out], trial_removed[pair.free] = True, False
+            trial = model.backsolve(trial_removed)
+            if trial.objective < objective or batch == 1:
                 break
             batch //= 2  # the pairs interact: fewer at once
-        if solved.objective >= objective:
+        if trial.objective >= objective:
             break  # a single swap's prediction is exact: this guards against rounding
-        x, objective, inverses, g_delta = solved
-        removed = trial
+        solved, removed = trial, trial_removed
+        x, objective, inverses = solved.x, solved.objective, solved.inverses
         swaps += batch
         history.append(L0Step("swap", objective))
         batch *= 2
@@ -259,8 +260,7 @@ def _solve_from(
 
 def _iht(
     model: FactoredLocalModel,
-    x: Tensor,
-    gd: list[Tensor],
+    start: Backsolved,
     removed: Tensor,
     lipschitz: float,
     threshold: Callable[[Tensor], Tensor],
@@ -268,16 +268,18 @@ def _iht(
     tol: float,
     history: list[L0Step],
 ) -> tuple[Tensor, Tensor, int]:
-    """Accelerated hard-thresholded gradient steps from the feasible point (x, removed)
-    until φ stalls. Returns the last iterate, its removal mask and the number of steps.
+    """Accelerated hard-thresholded gradient steps from the backsolved point ``start``
+    (removal mask ``removed``) until φ stalls. Returns the last iterate, its removal
+    mask and the number of steps.
 
     Each step extrapolates y = x + β(x − x_prev) (Nesterov, β = (t−1)/(t+2)), takes
     z = y − ∇φ(y)/L and keeps the d − k largest |z|. L starts at half the previous one
     and doubles until the curvature along the step is at most L (so the step is a
     majorisation step); a step that does not lower φ restarts without momentum (β = 0),
-    so φ never increases. ``gd`` is G(x − w̄) per block; Gy is (1+β)Gx − βGx_prev: no
-    extra products with G."""
-    objective = model.value(x, gd)
+    so φ never increases. Gy is (1+β)Gx − βGx_prev: no extra products with G; the
+    first step's ∇φ(x) is the backsolve's ``start`` (free in the kernel form)."""
+    x, gd, objective = start.x, start.g_delta, start.objective
+    start_gradient = None
     damp, m = model.damp, model.m
     x_prev, gd_prev = x, gd
     momentum_step = 1
@@ -287,7 +289,12 @@ def _iht(
         while True:
             y = x + beta * (x - x_prev)
             gd_y = [(1 + beta) * a - beta * b for a, b in zip(gd, gd_prev, strict=True)]
-            grad = model.grad(y, gd_y)
+            if beta == 0.0 and x is start.x:  # y = x: the backsolve's gradient
+                if start_gradient is None:
+                    start_gradient = start.gradient(model)
+                grad = start_gradient
+            else:
+                grad = model.grad(y, gd_y)
             lipschitz = max(lipschitz / 2.0, damp)  # try a longer step first
             for _doubling in range(MAX_DOUBLINGS):
                 z = y - grad / lipschitz
