@@ -184,6 +184,37 @@ def test_kernel_form_solves_each_changed_column_once_per_base():
         check(inverse, g, kept, 0.1, cache=False)
 
 
+def test_kernel_form_multiplies_only_the_new_columns_of_its_capacitance():
+    """WᵀK_base⁻¹W of a correction: entries between columns of the previous correction
+    are copied (bit for bit), the rest multiplied, and all equal the full product; the
+    walk also returns columns to the base (a correction shrinks) and stays exact."""
+    generator = torch.Generator().manual_seed(5)
+    g = torch.randn(7, 60, generator=generator, dtype=torch.float64)
+    kept = torch.ones(60, dtype=torch.bool)
+    inverse = KernelInverse(g, kept, 0.1, max_rank=30)
+    copied = 0
+    for step in range(12):
+        kept = kept.clone()
+        flips = torch.randperm(60, generator=generator)[: 1 + step % 4]
+        kept[flips] = ~kept[flips]
+        previous = inverse.correction
+        inverse = inverse.updated(kept)
+        correction = inverse.correction
+        if correction is None:
+            continue
+        torch.testing.assert_close(correction.products, correction.w.T @ correction.z)
+        if previous is not None:
+            for a, col_a in enumerate(correction.columns.tolist()):
+                for b, col_b in enumerate(correction.columns.tolist()):
+                    old = previous.columns.tolist()
+                    if col_a in old and col_b in old:
+                        want = previous.products[old.index(col_a), old.index(col_b)]
+                        assert correction.products[a, b] == want
+                        copied += 1
+        check(inverse, g, kept, 0.1)
+    assert copied > 50
+
+
 def test_a_base_factor_past_reuse_is_let_go_before_the_new_gram():
     """The OBS start's factor handed to the solver is dropped before a backsolve that
     must refactor anyway (one m×m array less at the peak), with the same result as a

@@ -23,6 +23,8 @@ Indices are block-local; ``kept`` gives the order of M's rows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -197,7 +199,7 @@ class KernelInverse:
     def _set_mask(self, kept_mask: Tensor, correction) -> None:
         self.kept_mask = kept_mask
         self.kept = kept_mask.nonzero().flatten()
-        self.correction = correction  # (W, Z, capacitance LU) or None
+        self.correction = correction  # WoodburyCorrection or None
 
     def _can_downdate(self, rank: int, kept_mask: Tensor) -> bool:
         return (
@@ -235,13 +237,40 @@ class KernelInverse:
         out.solves = self.solves
         correction = None
         if rank:
-            w = gather_columns(self.g, torch.cat([joins, leaves]))
+            columns = torch.cat([joins, leaves])
+            w = gather_columns(self.g, columns)
             signs = torch.cat([w.new_ones(len(joins)), -w.new_ones(len(leaves))])
-            z = self.solves.columns(self.g, torch.cat([joins, leaves]))
-            capacitance = torch.diag(signs) + w.T @ z
-            correction = (w, z, torch.linalg.lu_factor(capacitance))
+            z = self.solves.columns(self.g, columns)
+            products = self._capacitance_products(columns, w, z)
+            capacitance = products + torch.diag(signs)
+            correction = WoodburyCorrection(
+                columns, w, z, products, torch.linalg.lu_factor(capacitance)
+            )
         out._set_mask(kept_mask, correction)
         return out
+
+    def _capacitance_products(self, columns: Tensor, w: Tensor, z: Tensor) -> Tensor:
+        """WᵀZ = WᵀK_base⁻¹W for the correction's ``columns`` (symmetric): the entries
+        between columns of this inverse's own correction are copied from it (a swap
+        changes a few columns of a correction of up to m/4), only the new columns' rows
+        are multiplied: O(m·r·c) for c new columns instead of O(m·r²)."""
+        old = self.correction
+        if old is None:
+            return w.T @ z
+        where = torch.full((self.g.shape[1],), -1, dtype=torch.long, device=w.device)
+        where[old.columns] = torch.arange(len(old.columns), device=w.device)
+        position = where[columns]
+        common = (position >= 0).nonzero().flatten()
+        fresh = (position < 0).nonzero().flatten()
+        products = w.new_empty(len(columns), len(columns))
+        products[common[:, None], common] = old.products[
+            position[common][:, None], position[common]
+        ]
+        if len(fresh):
+            new_rows = z[:, fresh].T @ w  # (c, r)
+            products[fresh] = new_rows
+            products[:, fresh] = new_rows.T
+        return products
 
     def solve(self, b: Tensor) -> Tensor:
         """K⁻¹ b for the current kept set (b: (m,) or (m, c))."""
@@ -249,7 +278,7 @@ class KernelInverse:
         rhs = b[:, None] if column else b
         y = torch.cholesky_solve(rhs, self.factor)
         if self.correction is not None:
-            w, z, lu = self.correction
+            w, z, lu = self.correction.w, self.correction.z, self.correction.lu
             y = y - z @ torch.linalg.lu_solve(*lu, w.T @ y)
         return y[:, 0] if column else y
 
@@ -257,7 +286,7 @@ class KernelInverse:
         """K⁻¹ G[:, columns] for block-local ``columns`` (K_base⁻¹ g_j cached per base)."""
         z = self.solves.columns(self.g, columns)
         if self.correction is not None:
-            w, z_w, lu = self.correction
+            w, z_w, lu = self.correction.w, self.correction.z, self.correction.lu
             z = z - z_w @ torch.linalg.lu_solve(*lu, w.T @ z)
         return z
 
@@ -327,6 +356,18 @@ class KernelInverse:
             positions = torch.arange(lo, min(lo + 4096, len(self.kept)), device=self.g.device)
             out.append(self.diagonal_at(positions, cache=False))
         return torch.cat(out) if out else self.g.new_zeros(0)
+
+
+@dataclass
+class WoodburyCorrection:
+    """K = K_base + W diag(±1) Wᵀ: the changed ``columns`` (joined, then left), W = G of
+    them, Z = K_base⁻¹W, ``products`` = WᵀZ and the LU factors of diag(±1) + WᵀZ."""
+
+    columns: Tensor
+    w: Tensor
+    z: Tensor
+    products: Tensor
+    lu: tuple[Tensor, Tensor]
 
 
 class FactorSolves:
