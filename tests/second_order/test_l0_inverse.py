@@ -215,6 +215,32 @@ def test_kernel_form_multiplies_only_the_new_columns_of_its_capacitance():
     assert copied > 50
 
 
+def test_kernel_form_store_keeps_the_correction_columns_when_full():
+    """Swap candidates overflow the store of K_base⁻¹ g_j: the correction's columns stay
+    (no re-solve of all r at the next update), the candidates' solves stay exact."""
+    generator = torch.Generator().manual_seed(6)
+    g = torch.randn(7, 80, generator=generator, dtype=torch.float64)
+    kept = torch.ones(80, dtype=torch.bool)
+    inverse = KernelInverse(g, kept, 0.1, max_rank=8)  # the store holds 16 solves
+    kept = kept.clone()
+    kept[:6] = False
+    inverse = inverse.updated(kept)
+    correction = inverse.correction.columns
+    for lo in range(10, 70, 6):  # candidates come and go: 60 columns through 16 slots
+        columns = torch.arange(lo, lo + 6)
+        want = torch.linalg.solve(
+            g[:, kept] @ g[:, kept].T + 7 * 0.1 * torch.eye(7, dtype=g.dtype), g[:, columns]
+        )
+        torch.testing.assert_close(inverse.solve_columns(columns), want)
+        assert bool((inverse.solves.where[correction] >= 0).all())
+    before = inverse.solves.used
+    kept = kept.clone()
+    kept[6] = False  # one more leaves: only it is solved
+    inverse = inverse.updated(kept)
+    assert inverse.solves.used == before + 1
+    check(inverse, g, kept, 0.1)
+
+
 def test_a_base_factor_past_reuse_is_let_go_before_the_new_gram():
     """The OBS start's factor handed to the solver is dropped before a backsolve that
     must refactor anyway (one m×m array less at the peak), with the same result as a

@@ -284,7 +284,8 @@ class KernelInverse:
 
     def solve_columns(self, columns: Tensor) -> Tensor:
         """K⁻¹ G[:, columns] for block-local ``columns`` (K_base⁻¹ g_j cached per base)."""
-        z = self.solves.columns(self.g, columns)
+        pinned = None if self.correction is None else self.correction.columns
+        z = self.solves.columns(self.g, columns, pinned)
         if self.correction is not None:
             w, z_w, lu = self.correction.w, self.correction.z, self.correction.lu
             z = z - z_w @ torch.linalg.lu_solve(*lu, w.T @ z)
@@ -375,8 +376,10 @@ class FactorSolves:
     lasts (a swap changes two columns of the Woodbury correction: only those are solved,
     O(m²) each, not all r of them again). Holds at most ``capacity`` columns, filled in
     place in an array that doubles when full (growing it by concatenation copied it
-    whole at every solve: up to 2 × 164 MiB at m = 10,000); past the capacity the store
-    starts over."""
+    whole at every solve: up to 2 × 164 MiB at m = 10,000). When it is full, the solves
+    asked for and the ``pinned`` ones (the correction's columns) are moved to the front
+    and the rest dropped: swap candidates come and go, the correction's r columns stay
+    (dropping them cost a re-solve of all r, O(m²·r), every few swap rounds)."""
 
     def __init__(self, factor: Tensor, columns: int, capacity: int) -> None:
         self.factor, self.capacity = factor, capacity
@@ -384,10 +387,12 @@ class FactorSolves:
         self.store: Tensor | None = None  # (m, capacity), column-major rows of solves
         self.used = 0
 
-    def columns(self, g: Tensor, indices: Tensor) -> Tensor:
+    def columns(self, g: Tensor, indices: Tensor, pinned: Tensor | None = None) -> Tensor:
         """K_base⁻¹ G[:, indices] (m × len(indices))."""
         missing = indices[self.where[indices] < 0]
         if len(missing):
+            if self.used + len(missing) > self.capacity:
+                self._compact(indices if pinned is None else torch.cat([indices, pinned]))
             if self.used + len(missing) > self.capacity:
                 self.where.fill_(-1)
                 self.used = 0
@@ -407,6 +412,17 @@ class FactorSolves:
             self.where[missing] = torch.arange(start, start + len(missing), device=g.device)
             self.used += len(missing)
         return self.store[:, self.where[indices]]
+
+    def _compact(self, keep: Tensor) -> None:
+        """Keep only the stored solves of the columns ``keep``, at the front."""
+        keep = torch.unique(keep[self.where[keep] >= 0])
+        if len(keep) == self.used:
+            return
+        slots = self.where[keep]
+        self.store[:, : len(keep)] = self.store[:, slots]  # gathered first, then written
+        self.where.fill_(-1)
+        self.where[keep] = torch.arange(len(keep), device=keep.device)
+        self.used = len(keep)
 
 
 def kept_inverse(
