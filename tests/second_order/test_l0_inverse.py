@@ -241,6 +241,31 @@ def test_kernel_form_store_keeps_the_correction_columns_when_full():
     check(inverse, g, kept, 0.1)
 
 
+def test_explicit_form_swaps_in_place_and_leaves_the_old_one_unusable():
+    """As many join as leave: the matrix is updated in place (no |R|×|R| copy), exact
+    along a walk of swaps of 1-4 pairs; the object it came from refuses further use."""
+    generator = torch.Generator().manual_seed(7)
+    g = torch.randn(40, 30, generator=generator, dtype=torch.float64)
+    kept = torch.zeros(30, dtype=torch.bool)
+    kept[:18] = True
+    inverse = kept_inverse(g, kept, 0.05)
+    for step in range(10):
+        inside = kept.nonzero().flatten()
+        outside = (~kept).nonzero().flatten()
+        pairs = 1 + step % 4
+        leave = inside[torch.randperm(len(inside), generator=generator)[:pairs]]
+        join = outside[torch.randperm(len(outside), generator=generator)[:pairs]]
+        kept = kept.clone()
+        kept[leave], kept[join] = False, True
+        matrix = inverse.inverse
+        previous, inverse = inverse, inverse.updated(kept)
+        assert inverse.inverse is matrix  # the same memory
+        assert previous.stale and not inverse.stale
+        with pytest.raises(RuntimeError, match="updated in place"):
+            previous.matmul(torch.ones(18, dtype=g.dtype))
+        check(inverse, g, kept, 0.05)
+
+
 def test_a_base_factor_past_reuse_is_let_go_before_the_new_gram():
     """The OBS start's factor handed to the solver is dropped before a backsolve that
     must refactor anyway (one m×m array less at the peak), with the same result as a

@@ -35,9 +35,13 @@ MAX_DOWNDATES = 8  # kernels formed by downdating the last one before a fresh Gr
 
 
 class ExplicitInverse:
-    """M = F_RR⁻¹ as an |R|×|R| matrix, rows in the order of ``kept``."""
+    """M = F_RR⁻¹ as an |R|×|R| matrix, rows in the order of ``kept``.
+
+    A swap (as many weights join R as leave it) is applied in place: the update takes
+    this object's matrix over and this object becomes ``stale`` (unusable)."""
 
     explicit = True
+    stale = False
 
     def __init__(self, g_block: Tensor, kept: Tensor, damp: float) -> None:
         self.g, self.damp, self.m = g_block, damp, g_block.shape[0]
@@ -79,7 +83,9 @@ class ExplicitInverse:
             or new_size > self.m
         ):
             return ExplicitInverse(self.g, kept_mask.nonzero().flatten(), self.damp)
-        inverse, kept = self.inverse, self.kept
+        if len(joins) == changes - len(joins):
+            return self._swapped((~stays).nonzero().flatten(), joins)
+        inverse, kept = self._matrix(), self.kept
         # (each step below makes as few |R|×|R| copies as it can: at |R| ≈ m = 10,000
         # one is 0.37 GiB, and copying dominated the update)
         if not bool(stays.all()):
@@ -116,9 +122,47 @@ class ExplicitInverse:
         out.kept, out.inverse, out.updates = kept, inverse, self.updates + 1
         return out
 
+    def _swapped(self, drop: Tensor, joins: Tensor) -> ExplicitInverse:
+        """The inverse with the weights at positions ``drop`` replaced by ``joins`` (as
+        many), written into this object's matrix (which it takes over): the Schur
+        complement M − M_{·D}(M_DD)⁻¹M_{D·} zeroes D's rows and columns; the joined
+        weights then take D's positions, bordered as in ``updated`` (B = M F_RA has
+        zeros there, so M + BS⁻¹Bᵀ leaves them zero before −BS⁻¹ and S⁻¹ are written).
+        Two rank-|D| products on M and no |R|×|R| copy."""
+        inverse = self._matrix()
+        self.inverse, self.stale = None, True
+        m_d = inverse[:, drop]
+        inverse.addmm_(m_d, torch.linalg.solve(m_d[drop], m_d.T), alpha=-1.0)
+        inverse[:, drop] = 0.0
+        inverse[drop, :] = 0.0
+        kept = self.kept.clone()
+        kept[drop] = joins
+        out = ExplicitInverse.__new__(ExplicitInverse)
+        out.g, out.damp, out.m = self.g, self.damp, self.m
+        out.kept, out.inverse, out.updates = kept, inverse, self.updates + 1
+        f_ra = out.cross(joins)  # rows at D hold F_AA: multiplied by zeros of M
+        g_a = gather_columns(self.g, joins)
+        f_aa = g_a.T @ g_a / self.m
+        f_aa.diagonal().add_(self.damp)
+        b = inverse @ f_ra
+        schur_inverse = torch.cholesky_inverse(cholesky_or_raise(f_aa - f_ra.T @ b, "S_AA"))
+        bs = b @ schur_inverse
+        inverse.addmm_(bs, b.T)
+        inverse[:, drop] = -bs
+        inverse[drop, :] = -bs.T
+        inverse[drop[:, None], drop] = schur_inverse
+        return out
+
+    def _matrix(self) -> Tensor:
+        if self.stale:
+            raise RuntimeError(
+                "this F_RR⁻¹ was updated in place into a later one (a swap); use that one"
+            )
+        return self.inverse
+
     def matmul(self, v: Tensor) -> Tensor:
         """M v for v of shape (|R|,) or (|R|, c), in the order of ``kept``."""
-        return v if v.shape[0] == 0 else self.inverse @ v
+        return v if v.shape[0] == 0 else self._matrix() @ v
 
     def cross(self, columns: Tensor) -> Tensor:
         """F_{R,J} = G_RᵀG_J/m for block-local columns J, rows in the order of ``kept``
@@ -130,7 +174,7 @@ class ExplicitInverse:
 
     def diagonal_at(self, positions: Tensor, cache: bool = True) -> Tensor:
         """M_ii at positions (in the order of ``kept``; ``cache`` is the kernel form's)."""
-        return self.inverse.diagonal()[positions]
+        return self._matrix().diagonal()[positions]
 
     def swap_coupling(self, positions: Tensor, columns: Tensor) -> tuple[Tensor, Tensor]:
         """For block-local columns j outside R: u = M F_Rj at the kept ``positions``
@@ -142,13 +186,14 @@ class ExplicitInverse:
 
     @property
     def diagonal(self) -> Tensor:
-        return self.inverse.diagonal().clone()
+        return self._matrix().diagonal().clone()
 
 
 class KernelInverse:
     """M = F_RR⁻¹ in Woodbury form on a factored m×m kernel (see the module docstring)."""
 
     explicit = False
+    stale = False  # never updated in place
 
     def __init__(self, g_block: Tensor, kept_mask: Tensor, damp: float, max_rank: int) -> None:
         self.g, self.damp, self.m, self.max_rank = g_block, damp, g_block.shape[0], max_rank

@@ -230,6 +230,10 @@ def _solve_from(
             break  # only through rounding: IHT descends and the backsolve is optimal
         solved, removed = trial, new_removed
         x, objective, inverses = solved.x, solved.objective, solved.inverses
+    if any(inverse.stale for inverse in inverses):
+        # a rejected backsolve took this point's inverses over (an in-place swap)
+        solved = model.backsolve(removed)
+        x, objective, inverses = solved.x, solved.objective, solved.inverses
 
     swaps, batch = 0, 1
     for _ in range(max_swap_rounds):
