@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prunekit.errors import ConfigError
-from prunekit.second_order.fisher import all_finite, cholesky_or_raise
+from prunekit.second_order.fisher import all_finite, cholesky_or_raise, solve_with_cholesky
 
 LAYOUTS = [
     ("contiguous", lambda t: t),
@@ -75,3 +75,14 @@ def test_cholesky_in_place_still_names_an_indefinite_matrix():
     torch.testing.assert_close(
         cholesky_or_raise(view, "V", overwrite=True), torch.linalg.cholesky(spd)
     )
+
+
+@pytest.mark.parametrize("overwrite", [False, True])  # a plain factor, or LAPACK's in-place one
+def test_solve_with_cholesky_matches_a_dense_solve(overwrite):
+    generator = torch.Generator().manual_seed(11)
+    a = torch.randn(9, 5, generator=generator, dtype=torch.float64)
+    system = a @ a.T + 0.5 * torch.eye(9, dtype=torch.float64)
+    factor = cholesky_or_raise(system.clone(), "system", overwrite=overwrite)
+    for b in (torch.randn(9, generator=generator, dtype=torch.float64),
+              torch.randn(3, 9, generator=generator, dtype=torch.float64).T):  # fmt: skip
+        torch.testing.assert_close(solve_with_cholesky(b, factor), torch.linalg.solve(system, b))

@@ -41,6 +41,7 @@ from prunekit.second_order.fisher import (
     cholesky_or_raise,
     column_gram,
     gather_columns,
+    solve_with_cholesky,
 )
 from prunekit.second_order.local_model import check_gradient, local_change, solve_without_settled
 from prunekit.second_order.obs import WeightUpdate, _check_mask
@@ -139,12 +140,12 @@ def _solve_blocks(
             factor = cholesky_or_raise(inverse_qq, "(F⁻¹)_QQ")
             e_q = torch.zeros(end - start, dtype=w.dtype, device=w.device)
             if gradient is None:
-                e_q[q] = torch.cholesky_solve(w_q[:, None], factor)[:, 0]
+                e_q[q] = solve_with_cholesky(w_q[:, None], factor)[:, 0]
                 block_delta[r] = -fisher.block_inverse_matvec(b, e_q)[r]
             else:
                 newton_step = fisher.block_inverse_matvec(b, gradient[start:end])
                 target = (w_q - newton_step[q])[:, None]
-                e_q[q] = torch.cholesky_solve(target, factor)[:, 0]
+                e_q[q] = solve_with_cholesky(target, factor)[:, 0]
                 block_delta[r] = -(newton_step + fisher.block_inverse_matvec(b, e_q))[r]
         elif route in ("kept", "gram"):
             g = fisher.block_grads(b)
@@ -160,7 +161,7 @@ def _solve_blocks(
                     rhs = rhs - gradient[start:end][r]
                 rhs = rhs[:, None]
                 factor = cholesky_or_raise(system, "F_RR", overwrite=True)
-                block_delta[r] = torch.cholesky_solve(rhs, factor)[:, 0]
+                block_delta[r] = solve_with_cholesky(rhs, factor)[:, 0]
             else:
                 kernel = column_gram(g, r)
                 kernel.diagonal().add_(m * fisher.damp)
@@ -168,12 +169,12 @@ def _solve_blocks(
                 factor = cholesky_or_raise(kernel, "mλI + G_RG_Rᵀ", overwrite=True)
                 del kernel
                 if gradient is None:
-                    solved = torch.cholesky_solve(h[:, None], factor)[:, 0]
+                    solved = solve_with_cholesky(h[:, None], factor)[:, 0]
                     block_delta[r] = (g.T @ solved)[r]
                 else:
                     scaled = torch.zeros_like(w_removed)
                     scaled[r] = gradient[start:end][r] / fisher.damp
                     rhs = (h + g @ scaled)[:, None]
-                    solved = torch.cholesky_solve(rhs, factor)[:, 0]
+                    solved = solve_with_cholesky(rhs, factor)[:, 0]
                     block_delta[r] = (g.T @ solved)[r] - scaled[r]
     return delta

@@ -28,7 +28,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from prunekit.second_order.fisher import cholesky_or_raise, column_gram, gather_columns
+from prunekit.second_order.fisher import (
+    cholesky_or_raise,
+    column_gram,
+    gather_columns,
+    solve_with_cholesky,
+)
 
 EXPLICIT_REBUILD_EVERY = 32  # exact updates between two rebuilds (rounding drift)
 MAX_DOWNDATES = 8  # kernels formed by downdating the last one before a fresh Gram
@@ -321,7 +326,7 @@ class KernelInverse:
         """K⁻¹ b for the current kept set (b: (m,) or (m, c))."""
         column = b.dim() == 1
         rhs = b[:, None] if column else b
-        y = torch.cholesky_solve(rhs, self.factor)
+        y = solve_with_cholesky(rhs, self.factor)
         if self.correction is not None:
             w, z, lu = self.correction.w, self.correction.z, self.correction.lu
             y = y - z @ torch.linalg.lu_solve(*lu, w.T @ y)
@@ -442,7 +447,7 @@ class FactorSolves:
                 self.where.fill_(-1)
                 self.used = 0
                 missing = indices
-            new = torch.cholesky_solve(gather_columns(g, missing), self.factor)
+            new = solve_with_cholesky(gather_columns(g, missing), self.factor)
             if len(missing) > self.capacity:  # more than the store holds: not kept
                 return new
             start = self.used
