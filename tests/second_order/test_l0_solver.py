@@ -175,6 +175,35 @@ def test_backsolve_matches_the_dense_solve_and_returns_g_delta(m, removed_count)
         assert not any(inverse.explicit for inverse in inverses)
 
 
+def test_kernel_backsolves_along_swaps_carry_their_column_sums_exactly():
+    """Backsolves a few swaps apart (kernel form) update h = G_Q w̄_Q and G_Rḡ_R from the
+    previous kept set's instead of reading G: each still equals the dense solve."""
+    generator = torch.Generator().manual_seed(12)
+    m, d = 4, 40
+    grads = torch.randn(m, d, generator=generator, dtype=torch.float64)
+    w = torch.randn(d, generator=generator, dtype=torch.float64)
+    gradient = 0.3 * torch.randn(d, generator=generator, dtype=torch.float64)
+    fisher = EmpiricalFisher(grads, 0.05, [(0, d)], dtype=torch.float64)
+    dense = dense_fisher(grads, 0.05, [(0, d)])
+    model = FactoredLocalModel(w, fisher, gradient)
+    removed = torch.zeros(d, dtype=torch.bool)
+    removed[:10] = True
+    carried = 0
+    for step in range(8):
+        solved = model.backsolve(removed)
+        kept = (~removed).nonzero().flatten()
+        delta = -w.clone()
+        delta[kept] = torch.linalg.solve(
+            dense[kept][:, kept], -gradient[kept] + dense[kept][:, removed] @ w[removed]
+        )
+        torch.testing.assert_close(solved.x, w + delta, rtol=1e-9, atol=1e-10)
+        carried += solved.inverses[0]._sums[2] > 0
+        inside, outside = kept[step % len(kept)], removed.nonzero().flatten()[step % 10]
+        removed = removed.clone()
+        removed[inside], removed[outside] = True, False  # one swap
+    assert carried >= 6
+
+
 @pytest.mark.parametrize("with_gradient", [False, True])
 def test_swap_prediction_is_the_exact_change(with_gradient):
     checked = 0

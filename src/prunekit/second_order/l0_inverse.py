@@ -37,6 +37,7 @@ from prunekit.second_order.fisher import (
 
 EXPLICIT_REBUILD_EVERY = 32  # exact updates between two rebuilds (rounding drift)
 MAX_DOWNDATES = 8  # kernels formed by downdating the last one before a fresh Gram
+SUMS_REFRESH_EVERY = 32  # column-sum updates (``KernelInverse._column_sums``) between full ones
 
 
 class ExplicitInverse:
@@ -275,6 +276,7 @@ class KernelInverse:
         rank = len(joins) + len(leaves)
         out = KernelInverse.__new__(KernelInverse)
         out.g, out.damp, out.m, out.max_rank = self.g, self.damp, self.m, self.max_rank
+        out._sums = getattr(self, "_sums", None)  # h and G_Rḡ_R of a nearby kept set
         if rank > self.max_rank:
             if self._can_downdate(rank, kept_mask):
                 kernel = self._downdated_kernel(joins, leaves)
@@ -363,24 +365,45 @@ class KernelInverse:
         y = self.solve(self._g_r(v))
         return (v - (self.g.T @ y)[self.kept]) / self.damp
 
-    def kept_newton(
-        self, removed_weights: Tensor, gradient: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """The backsolve's step on R and its images: δ_R = M(G_Rᵀh/m − ḡ_R) with
-        h = G w_Q (``removed_weights``: w̄ on the removed columns, 0 on R; ``gradient``:
-        ḡ over the block), Gδ = G_Rδ_R − h and GᵀGδ/m over the whole block.
+    def kept_newton(self, weights: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The backsolve's step on R and its images, for w̄ = ``weights`` and ḡ =
+        ``gradient`` over the block: δ_R = M(G_Rᵀh/m − ḡ_R) with h = G_Q w̄_Q,
+        Gδ = G_Rδ_R − h and GᵀGδ/m over the whole block.
 
         With t = K⁻¹(λh + G_Rḡ_R): δ_R = (G_Rᵀt − ḡ_R)/λ, Gδ = −m·t and GᵀGδ/m = −Gᵀt,
-        because G_R(G_Rᵀh/m − ḡ_R) = (K − mλI)h/m − G_Rḡ_R. One read of G gives h and
-        G_Rḡ_R together, one read of Gᵀ gives Gᵀt, and there is one solve with K. The
-        same algebra through ``matmul``, a product for Gδ and one for GᵀGδ reads G six
-        times."""
-        kept_gradient = torch.where(self.kept_mask, gradient, 0.0)
-        both = self.g @ torch.stack([removed_weights, kept_gradient], dim=1)  # (m, 2)
+        because G_R(G_Rᵀh/m − ḡ_R) = (K − mλI)h/m − G_Rḡ_R. h and G_Rḡ_R come from the
+        inverse this one was updated from (``_column_sums``), one read of Gᵀ gives Gᵀt,
+        and there is one solve with K. The same algebra through ``matmul``, a product
+        for Gδ and one for GᵀGδ reads G six times."""
+        both = self._column_sums(weights, gradient)  # (m, 2): h and G_Rḡ_R
         t = self.solve(self.damp * both[:, 0] + both[:, 1])
         g_t = self.g.T @ t
         step = (g_t[self.kept] - gradient[self.kept]) / self.damp
         return step, -self.m * t, g_t.neg_()
+
+    def _column_sums(self, weights: Tensor, gradient: Tensor) -> Tensor:
+        """[G_Q w̄_Q, G_R ḡ_R] (m × 2). From the sums of the kept set this inverse was
+        updated from, where few columns changed: each one that left R adds g_j w̄_j to
+        h and takes g_j ḡ_j from G_Rḡ_R (and the reverse for one that joined), O(m) per
+        column instead of a read of G; refreshed by a full product every
+        ``SUMS_REFRESH_EVERY`` such steps (rounding)."""
+        known = getattr(self, "_sums", None)
+        if known is not None:
+            mask, sums, steps = known
+            if torch.equal(mask, self.kept_mask):
+                return sums
+            changed = (mask ^ self.kept_mask).nonzero().flatten()
+            if steps < SUMS_REFRESH_EVERY and 8 * len(changed) <= self.g.shape[1]:
+                left = mask[changed].to(weights.dtype) * 2.0 - 1.0  # +1 left R, −1 joined
+                pieces = torch.stack([left * weights[changed], -left * gradient[changed]], 1)
+                sums = sums + gather_columns(self.g, changed) @ pieces
+                self._sums = (self.kept_mask, sums, steps + 1)
+                return sums
+        removed_weights = torch.where(self.kept_mask, 0.0, weights)
+        kept_gradient = torch.where(self.kept_mask, gradient, 0.0)
+        sums = self.g @ torch.stack([removed_weights, kept_gradient], dim=1)
+        self._sums = (self.kept_mask, sums, 0)
+        return sums
 
     def cross(self, columns: Tensor) -> Tensor:
         """F_{R,J} = G_RᵀG_J/m for block-local columns J, rows in the order of ``kept``."""

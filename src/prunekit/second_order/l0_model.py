@@ -78,9 +78,7 @@ class FactoredLocalModel:
         quadratic = self.damp * (delta @ delta) + sum(y @ y for y in gd) / self.m
         return float(self.gradient @ delta + 0.5 * quadratic)
 
-    def grad(
-        self, x: Tensor, gd: list[Tensor], known: list[Tensor | None] | None = None
-    ) -> Tensor:
+    def grad(self, x: Tensor, gd: list[Tensor], known: list[Tensor | None] | None = None) -> Tensor:
         """∇φ(x) = ḡ + λδ + Gᵀ(Gδ)/m given gd = g_delta(x); ``known``: per block
         G_bᵀ(G_bδ_b)/m where computed already (a backsolve's, else None)."""
         known = known or [None] * len(self.blocks)
@@ -122,9 +120,7 @@ class FactoredLocalModel:
                 step, g_step = self._explicit_step(b, inverse)
                 curvature.append(None)
             else:
-                step, g_step, block_curvature = inverse.kept_newton(
-                    torch.where(local_removed, w_block, 0.0), gradient_block
-                )
+                step, g_step, block_curvature = inverse.kept_newton(w_block, gradient_block)
                 curvature.append(block_curvature)
             x[s + kept] = w_block[kept] + step
             g_delta.append(g_step)
