@@ -1,7 +1,8 @@
 """Tables of the LeNet multi-stage runs (reproductions/multistage_lenet300_mnist.yaml,
-multistage_lenet5_mnist.yaml): one row per method and stage rule, test and validation
-top-1 per sparsity, the Fisher dampening λ, seconds, dead weights, and the rule that
-this model's own validation split picks; plus the records as JSON lines.
+multistage_lenet5_mnist.yaml): one row per method, stage rule, λ and update-scale
+grid; test and validation top-1 per sparsity, seconds, dead weights, and the
+configuration that this model's own validation split picks; plus the records as JSON
+lines.
 
     python reproductions/multistage_lenet_tables.py runs/reproductions/multistage_lenet5_mnist \\
         runs/reproductions/multistage_lenet5_mnist_cbs ... \\
@@ -10,8 +11,9 @@ this model's own validation split picks; plus the records as JSON lines.
 Several run folders may be given (cells run side by side need folders of their own);
 a cell found in two of them (same method, sparsity, seed and settings hash) counts once.
 Rules, read from each cell's ``settings.json``:
-- "new default": every stage draws fresh Fisher and loss samples, first-order term on;
-- "earlier default": the same m samples at every stage, no first-order term;
+- "new rule": every stage draws fresh Fisher and loss samples, first-order term on
+  (the default since issue 16);
+- "earlier rule": the same m samples at every stage, no first-order term;
 - "one stage": one-shot pruning (the first-order term is off in one shot).
 """
 
@@ -25,11 +27,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-NEW, EARLIER, ONE = "new default", "earlier default", "one stage"
+NEW, EARLIER, ONE = "new rule", "earlier rule", "one stage"
 RULE_ORDER = {ONE: 0, NEW: 1, EARLIER: 2}
 RULE_TEXT = {
-    NEW: "new default (fresh samples, first-order term)",
-    EARLIER: "earlier default (same samples, no first-order term)",
+    NEW: "new rule (fresh samples, first-order term)",
+    EARLIER: "earlier rule (same samples, no first-order term)",
 }
 
 
@@ -50,7 +52,8 @@ def rule_of(settings: dict) -> tuple[str, str]:
 
 
 def read_cells(run_dirs: list[Path]) -> list[dict]:
-    """Every finished cell below the folders, each once, with its rule and λ attached."""
+    """Every finished cell below the folders, each once, with its rule, λ and update
+    scale grid attached."""
     seen: dict[tuple, dict] = {}
     for run_dir in run_dirs:
         if not run_dir.is_dir():
@@ -64,6 +67,7 @@ def read_cells(run_dirs: list[Path]) -> list[dict]:
                 "rule": rule,
                 "stage_rule": stages,
                 "fisher_damp": (settings.get("fisher") or {}).get("damp"),
+                "scale_grid": list((settings.get("update") or {}).get("scale_grid") or []),
             }
             key = (record["method"], record["sparsity"], record["seed"], record["settings_hash"])
             earlier = seen.get(key)
@@ -74,15 +78,27 @@ def read_cells(run_dirs: list[Path]) -> list[dict]:
                                                 r["sparsity"], r["seed"]))
 
 
-def row_key(record: dict) -> tuple[str, str, str]:
-    return record["method"], record["stage_rule"], record["rule"]
+def row_key(record: dict) -> tuple:
+    """One table row: method, stage description, rule, λ and update-scale grid."""
+    damp = None if record["method"] == "magnitude" else record["fisher_damp"]
+    return (record["method"], record["stage_rule"], record["rule"], damp,
+            tuple(record["scale_grid"]))
 
 
-def row_label(key: tuple[str, str, str]) -> str:
-    method, stages, rule = key
-    if rule == ONE:
-        return f"{method}, one stage"
-    return f"{method}, {stages}, {RULE_TEXT.get(rule, rule)}"
+def row_label(key: tuple) -> str:
+    method, stages, rule, damp, grid = key
+    parts = [method, stages if rule == ONE else f"{stages}, {RULE_TEXT.get(rule, rule)}"]
+    if damp is not None:
+        parts.append(f"λ {damp:g}")
+    if grid:
+        scales = "/".join(f"{a:g}" for a in grid)
+        parts.append(f"update scale chosen on training loss among {scales}")
+    return ", ".join(parts)
+
+
+def row_order(key: tuple) -> tuple:
+    method, _stages, rule, damp, grid = key
+    return (RULE_ORDER.get(rule, 9), method != "l0", method, bool(grid), damp or 0.0)
 
 
 def cell(values: list[float], with_n: bool = True) -> str:
@@ -94,31 +110,39 @@ def cell(values: list[float], with_n: bool = True) -> str:
 
 
 def validation_choice(grouped: dict, sparsities: list[float]) -> list[str]:
-    """For each method run under both stage rules, the rule with the higher mean
-    validation top-1 over the seeds both rules ran, and that rule's test top-1."""
-    lines = []
-    by_method: dict[str, dict[str, tuple]] = defaultdict(dict)
+    """Per method and sparsity, the multi-stage configuration (rule, λ, scale grid) with
+    the highest mean validation top-1, among those run on the most seeds there (so
+    every candidate is averaged over the same seeds); its test top-1 beside it."""
+    by_method: dict[str, list[tuple]] = defaultdict(list)
     for key in grouped:
-        if key[2] in (NEW, EARLIER):
-            by_method[key[0]][key[2]] = key
-    for method, rules in sorted(by_method.items()):
-        if len(rules) < 2:
-            continue
+        if key[2] != ONE:
+            by_method[key[0]].append(key)
+    lines = []
+    for method, keys in sorted(by_method.items()):
+        keys = sorted(keys, key=row_order)  # ties go to the first in table order
         cells = []
         for sparsity in sparsities:
-            runs = {rule: {r["seed"]: r for r in grouped[key].get(sparsity, [])}
-                    for rule, key in rules.items()}
-            seeds = sorted(set(runs[NEW]) & set(runs[EARLIER]))
-            if not seeds:
+            seed_sets = {key: frozenset(r["seed"] for r in grouped[key].get(sparsity, []))
+                         for key in keys}
+            widest = max(seed_sets.values(), key=len)
+            candidates = [key for key in keys if seed_sets[key] == widest and widest]
+            if not candidates:
                 cells.append("")
                 continue
-            val = {rule: statistics.fmean(runs[rule][s]["val_top1"] for s in seeds)
-                   for rule in runs}
-            chosen = max(val, key=lambda rule: val[rule])
-            test = cell([runs[chosen][s]["top1"] for s in seeds])
-            cells.append(f"{chosen.split()[0]}: {test} (val {val[NEW]:.2f} / {val[EARLIER]:.2f})")
+            val = {key: statistics.fmean(r["val_top1"] for r in grouped[key][sparsity])
+                   for key in candidates}
+            best = max(candidates, key=lambda key: val[key])
+            test = cell([r["top1"] for r in grouped[best][sparsity]])
+            cells.append(f"{short_label(best)}: {test}, val {val[best]:.2f} "
+                         f"(of {len(candidates)})")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
+
+
+def short_label(key: tuple) -> str:
+    _method, _stages, rule, damp, grid = key
+    text = f"{rule.split()[0]}, λ {damp:g}"
+    return text + (", scale grid" if grid else "")
 
 
 def main() -> None:
@@ -135,8 +159,7 @@ def main() -> None:
     grouped: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         grouped[row_key(record)][record["sparsity"]].append(record)
-    keys = sorted(grouped, key=lambda k: (RULE_ORDER.get(k[2], 9), k[0] != "l0", k[0]))
-    labels = {key: row_label(key) for key in keys}
+    keys = sorted(grouped, key=row_order)
     head = "| method | " + " | ".join(f"{s:g}" for s in sparsities) + " |"
     rule_line = "|---|" + "---|" * len(sparsities)
     for metric, title in (("top1", "test top-1"),
@@ -144,34 +167,27 @@ def main() -> None:
         print(f"{title}, mean ± std over seeds (n per cell):\n\n{head}\n{rule_line}")
         for key in keys:
             values = [cell([r[metric] for r in grouped[key].get(s, [])]) for s in sparsities]
-            print(f"| {labels[key]} | " + " | ".join(values) + " |")
+            print(f"| {row_label(key)} | " + " | ".join(values) + " |")
         print()
-    print("λ (the Fisher dampening) per sparsity: " + "; ".join(
-        f"{labels[key]}: "
-        + ", ".join(f"{s:g} {grouped[key][s][0]['fisher_damp']:g}" for s in sparsities
-                    if grouped[key].get(s) and grouped[key][s][0]["fisher_damp"] is not None)
-        for key in keys if key[2] != ONE or key[0] != "magnitude"))
-    print("\nThe stage rule that this model's validation split picks, per method and sparsity "
-          "(means over the seeds both rules ran; the test top-1 of the rule picked, then the "
-          f"validation means new / earlier):\n\n{head}\n{rule_line}")
+    print("The configuration that this model's validation split picks, per method and "
+          "sparsity (among those run on the most seeds there; the test top-1 of the one "
+          f"picked, its validation mean, and how many were compared):\n\n{head}\n{rule_line}")
     print("\n".join(validation_choice(grouped, sparsities)))
     print(f"\nSeconds per cell (gradients + pruning, mean over seeds):\n\n{head}\n{rule_line}")
     for key in keys:
         values = []
         for s in sparsities:
-            rs = grouped[key].get(s, [])
-            seconds = [r["gradient_seconds"] + r["prune_seconds"] for r in rs]
+            seconds = [r["gradient_seconds"] + r["prune_seconds"] for r in grouped[key].get(s, [])]
             values.append(f"{statistics.fmean(seconds):.0f}" if seconds else "")
-        print(f"| {labels[key]} | " + " | ".join(values) + " |")
+        print(f"| {row_label(key)} | " + " | ".join(values) + " |")
     dead = [r for r in records if r.get("dead_weights_kept") is not None]
     dense = sorted({r["dense_top1"] for r in records if not math.isnan(r["dense_top1"])})
+    above = [f"{r['method']} {r['rule']} λ {r['fisher_damp']:g} {r['sparsity']:g} seed "
+             f"{r['seed']}: {r['dead_weights_kept']}" for r in dead if r["dead_weights_kept"] > 0]
     print(f"\nDense test top-1: {', '.join(f'{d:g}' for d in dense)}. Kept weights on no "
           f"input-to-output path after reclaiming: max "
           f"{max((r['dead_weights_kept'] for r in dead), default='n/a')} over {len(dead)} "
-          f"cells; per cell above 0: " + (", ".join(
-              f"{r['method']} {r['rule']} {r['sparsity']:g} seed {r['seed']}: "
-              f"{r['dead_weights_kept']}" for r in dead if r["dead_weights_kept"] > 0) or "none")
-          + ".")
+          f"cells; cells above 0: {', '.join(above) or 'none'}.")
 
 
 if __name__ == "__main__":
