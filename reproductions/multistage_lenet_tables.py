@@ -62,12 +62,16 @@ def read_cells(run_dirs: list[Path]) -> list[dict]:
             record = json.loads(path.read_text())
             settings = json.loads((path.parent / "settings.json").read_text())["settings"]
             rule, stages = rule_of(settings)
+            stage_file = path.parent / "stages.json"
+            first = json.loads(stage_file.read_text())[0] if stage_file.exists() else {}
             record = {
                 **record,
                 "rule": rule,
                 "stage_rule": stages,
                 "fisher_damp": (settings.get("fisher") or {}).get("damp"),
                 "scale_grid": list((settings.get("update") or {}).get("scale_grid") or []),
+                "first_stage_training_loss": first.get("training_loss"),
+                "first_stage_sparsity": first.get("sparsity"),
             }
             key = (record["method"], record["sparsity"], record["seed"], record["settings_hash"])
             earlier = seen.get(key)
@@ -173,6 +177,19 @@ def main() -> None:
           "sparsity (among those run on the most seeds there; the test top-1 of the one "
           f"picked, its validation mean, and how many were compared):\n\n{head}\n{rule_line}")
     print("\n".join(validation_choice(grouped, sparsities)))
+    print("\nTraining loss after the first stage (on that stage's loss samples, drawn from "
+          "the training split; mean over seeds), and the first stage's sparsity:"
+          f"\n\n{head}\n{rule_line}")
+    for key in keys:
+        if key[2] == ONE:
+            continue
+        values = []
+        for s in sparsities:
+            rs = [r for r in grouped[key].get(s, []) if r["first_stage_training_loss"] is not None]
+            values.append(
+                f"{statistics.fmean(r['first_stage_training_loss'] for r in rs):.4f} "
+                f"(at {rs[0]['first_stage_sparsity']:.2f})" if rs else "")
+        print(f"| {row_label(key)} | " + " | ".join(values) + " |")
     print(f"\nSeconds per cell (gradients + pruning, mean over seeds):\n\n{head}\n{rule_line}")
     for key in keys:
         values = []
@@ -182,8 +199,9 @@ def main() -> None:
         print(f"| {row_label(key)} | " + " | ".join(values) + " |")
     dead = [r for r in records if r.get("dead_weights_kept") is not None]
     dense = sorted({r["dense_top1"] for r in records if not math.isnan(r["dense_top1"])})
-    above = [f"{r['method']} {r['rule']} λ {r['fisher_damp']:g} {r['sparsity']:g} seed "
-             f"{r['seed']}: {r['dead_weights_kept']}" for r in dead if r["dead_weights_kept"] > 0]
+    above = [f"{r['method']} ({short_label(row_key(r)) if r['rule'] != ONE else ONE}) "
+             f"{r['sparsity']:g} seed {r['seed']}: {r['dead_weights_kept']}"
+             for r in dead if r["dead_weights_kept"] > 0]
     print(f"\nDense test top-1: {', '.join(f'{d:g}' for d in dense)}. Kept weights on no "
           f"input-to-output path after reclaiming: max "
           f"{max((r['dead_weights_kept'] for r in dead), default='n/a')} over {len(dead)} "
