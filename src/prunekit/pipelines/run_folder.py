@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import platform
+import re
 import subprocess
 import sys
 from dataclasses import asdict, is_dataclass
@@ -37,11 +38,30 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+ARCHIVED_COMMIT_FILE = "_source_commit.txt"
+
+
+def archived_commit(package: Path) -> str | None:
+    """The commit that ``git archive`` wrote into the package's ``_source_commit.txt``
+    (an ``export-subst`` file, see .gitattributes), or None: in a checkout the file
+    holds the unexpanded placeholder, and it may be missing or unreadable."""
+    try:
+        text = (package / ARCHIVED_COMMIT_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if re.fullmatch(r"[0-9a-f]{40}", text) else None
+
+
 @functools.cache
 def source_commit() -> str | None:
-    """The git commit of the checkout prunekit is imported from, or None (an installed
-    copy, no git, or any failure: it is information, never a reason to stop a run)."""
+    """The git commit of the checkout prunekit is imported from; outside a checkout, the
+    commit of the ``git archive`` it was unpacked from, marked ``+archive`` (whether its
+    files were edited since cannot be told); else None (an installed copy, no git, or
+    any failure: it is information, never a reason to stop a run)."""
     package = Path(prunekit.__file__).resolve().parent
+    archived = archived_commit(package)
+    if archived is not None:  # unpacked from an archive, even inside another checkout
+        return archived + "+archive"
     try:
 
         def git(*args: str) -> str:
